@@ -1,0 +1,109 @@
+# The entry point for every task: `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+CACHE ?= $(CURDIR)/.cache
+export DATAMESH_CACHE := $(CACHE)
+PY := $(VENV)/bin/python
+CLUSTER ?= local
+CLUSTER_DIR ?= $(CACHE)/cluster
+# The kind alternative, for machines with a Docker engine (not this one).
+KIND_CLUSTER ?= datamesh
+KIND_KUBECONFIG ?= $(CACHE)/kind/kubeconfig
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+.PHONY: demo
+demo: venv cluster-up ## Start the local control plane and run the data mesh on it.
+	@$(PY) hack/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig
+
+##@ Development
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip==25.3
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtualenv with pinned dependencies.
+
+.PHONY: lint
+lint: venv ## Run ruff and mypy.
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(VENV)/bin/ruff format --check operator tests bench hack
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## Format the code with ruff.
+	$(VENV)/bin/ruff format operator tests bench hack
+	$(VENV)/bin/ruff check --fix operator tests bench hack
+
+##@ Testing
+
+.PHONY: test
+test: venv tools ## Run every test tier: unit, then integration.
+	$(PY) -m pytest tests
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no cluster).
+	$(PY) -m pytest tests/unit
+
+.PHONY: test-integration
+test-integration: venv tools ## Integration tests against the local control plane.
+	$(PY) -m pytest tests/integration
+
+.PHONY: bench
+bench: venv ## Run the benchmarks under bench/ (never part of `make test`).
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+##@ Local control plane
+
+.PHONY: tools
+tools: ## Build etcd, kube-apiserver, kube-controller-manager and kubectl into the cache.
+	@bash hack/build-control-plane.sh >/dev/null
+
+.PHONY: cluster-up
+cluster-up: venv ## Start the control plane (CLUSTER=local, or CLUSTER=kind where Docker works).
+ifeq ($(CLUSTER),kind)
+	@mkdir -p $(dir $(KIND_KUBECONFIG))
+	kind create cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
+	@echo "export KUBECONFIG=$(KIND_KUBECONFIG)"
+else
+	@$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
+endif
+
+.PHONY: cluster-down
+cluster-down: ## Stop the control plane (safe to run twice).
+ifeq ($(CLUSTER),kind)
+	kind delete cluster --name $(KIND_CLUSTER)
+else
+	@$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
+endif
+
+.PHONY: cluster-status
+cluster-status: ## Show whether each control plane component is running and healthy.
+ifeq ($(CLUSTER),kind)
+	kubectl --kubeconfig $(KIND_KUBECONFIG) get --raw /readyz
+else
+	@$(PYTHON) hack/localcluster.py status --dir $(CLUSTER_DIR)
+endif
+
+##@ Cleanup
+
+.PHONY: clean
+clean: cluster-down ## Stop the cluster and remove the virtualenv and Python caches (keeps built binaries).
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info
+
+.PHONY: distclean
+distclean: clean ## Also remove the tool cache with the built binaries.
+	rm -rf $(CACHE)

@@ -1,0 +1,22 @@
+# Shared settings for the hack/ scripts. Sourced, never run.
+# shellcheck shell=bash
+
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+CACHE_DIR="${DATAMESH_CACHE:-$ROOT/.cache}"
+
+# The versions come from the wrapper modules, so there is one place to bump them.
+KUBE_VERSION="$(grep -oE '^\s*(require )?k8s.io/kubernetes v[0-9.]+' "$ROOT/hack/kube/go.mod" | grep -oE '[0-9]+\.[0-9]+\.[0-9]+')"
+ETCD_VERSION="$(grep -oE '^\s*(require )?go.etcd.io/etcd/server/v3 v[0-9.]+' "$ROOT/hack/etcd/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
+GO_MIN="1.25"
+
+BIN_DIR="$CACHE_DIR/k8s/v${KUBE_VERSION}-etcd${ETCD_VERSION}/bin"
+
+log() { printf '[hack] %s\n' "$*" >&2; }
+
+die() {
+  printf '[hack] error: %s\n' "$1" >&2
+  shift
+  local line
+  for line in "$@"; do printf '[hack]        %s\n' "$line" >&2; done
+  exit 1
+}

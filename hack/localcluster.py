@@ -1,0 +1,490 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+
+The same idea as controller-runtime's envtest: real binaries (built from the Kubernetes Go
+modules by ``hack/build-control-plane.sh``), generated certificates, free ports, and a
+kubeconfig of its own. It never reads or writes ``~/.kube/config``.
+
+Used two ways:
+
+* ``python hack/localcluster.py up|down|status [--dir DIR]`` from the Makefile; the
+  processes outlive the command and ``down`` stops them (safe to run twice).
+* ``LocalCluster`` from the pytest session fixture; there the processes also die with the
+  test process (``PR_SET_PDEATHSIG``), so a killed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+START_TIMEOUT_S = 60.0
+LOG_TAIL_LINES = 25
+
+
+class ClusterError(RuntimeError):
+    """Raised with a message a user can act on (what failed, and the tail of its log)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DATAMESH_CACHE", ROOT / ".cache"))
+
+
+def build_binaries() -> Path:
+    """Build (or reuse) the binaries; returns their folder."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ClusterError("building the control plane binaries failed (see the messages above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    """A port nobody listens on now; busy ports are skipped, never fatal."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ClusterError(f"openssl {args[0]} failed: {proc.stderr.strip()}")
+
+
+def _client_cert(pki: Path, name: str, subject: str) -> None:
+    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
+    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
+    (pki / f"{name}.ext").write_text("extendedKeyUsage=clientAuth\n")
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "365", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
+        cwd=pki,
+    )
+
+
+def generate_pki(pki: Path) -> None:
+    """A CA, the apiserver's serving cert, client certs and the ServiceAccount signing key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    if (pki / "admin.crt").exists():
+        return
+    _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
+    _openssl(
+        "req", "-x509", "-new", "-key", "ca.key", "-days", "365",
+        "-subj", "/CN=datamesh-local-ca", "-out", "ca.crt", cwd=pki,
+    )
+    _openssl("genrsa", "-out", "apiserver.key", "2048", cwd=pki)
+    _openssl(
+        "req", "-new", "-key", "apiserver.key", "-subj", "/CN=kube-apiserver",
+        "-out", "apiserver.csr", cwd=pki,
+    )
+    (pki / "apiserver.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "365", "-extfile", "apiserver.ext", "-out", "apiserver.crt",
+        cwd=pki,
+    )
+    _client_cert(pki, "admin", "/O=system:masters/CN=admin")
+    _client_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": "datamesh-local",
+            "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+        }],
+        "users": [{
+            "name": user,
+            "user": {
+                "client-certificate": str(pki / f"{user}.crt"),
+                "client-key": str(pki / f"{user}.key"),
+            },
+        }],
+        "contexts": [{"name": "datamesh-local", "context": {"cluster": "datamesh-local", "user": user}}],
+        "current-context": "datamesh-local",
+    }
+    # JSON is valid YAML, and keeps this helper free of third-party imports.
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the process that started us dies."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class ClusterState:
+    """What ``up`` leaves in ``state.json`` so that ``down`` and ``status`` can find it."""
+
+    dir: str
+    bin_dir: str
+    etcd_port: int = 0
+    etcd_peer_port: int = 0
+    apiserver_port: int = 0
+    controller_manager_port: int = 0
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path(self.dir) / "kubeconfig"
+
+
+class LocalCluster:
+    """One control plane in one folder. ``start`` is idempotent; ``stop`` is safe to repeat."""
+
+    def __init__(self, directory: Path, *, die_with_parent: bool = False) -> None:
+        self.dir = directory.resolve()
+        self.die_with_parent = die_with_parent
+        self.state_file = self.dir / "state.json"
+        self.pki = self.dir / "pki"
+        self.logs = self.dir / "logs"
+
+    # -- state ---------------------------------------------------------------------------
+
+    def load(self) -> ClusterState | None:
+        if not self.state_file.exists():
+            return None
+        return ClusterState(**json.loads(self.state_file.read_text()))
+
+    def _save(self, state: ClusterState) -> None:
+        self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, bin_dir: Path | None = None) -> ClusterState:
+        existing = self.load()
+        if existing and self.running(existing):
+            return existing
+        if existing:
+            self.stop()
+        bin_dir = bin_dir or build_binaries()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        generate_pki(self.pki)
+        state = ClusterState(
+            dir=str(self.dir),
+            bin_dir=str(bin_dir),
+            etcd_port=free_port(),
+            etcd_peer_port=free_port(),
+            apiserver_port=free_port(),
+            controller_manager_port=free_port(),
+        )
+        write_kubeconfig(state.kubeconfig, state.server, self.pki, "admin")
+        write_kubeconfig(self.dir / "controller-manager.kubeconfig", state.server, self.pki,
+                         "controller-manager")
+        self._save(state)
+        try:
+            self._spawn(state, "etcd", self._etcd_args(state))
+            self._wait(state, "etcd", lambda: self._etcd_healthy(state))
+            self._spawn(state, "kube-apiserver", self._apiserver_args(state))
+            self._wait(state, "kube-apiserver", lambda: self._apiserver_ready(state))
+            self._spawn(state, "kube-controller-manager", self._controller_manager_args(state))
+            self._wait(state, "kube-controller-manager", lambda: self._controller_manager_ready(state))
+        except BaseException:
+            self.stop()
+            raise
+        return state
+
+    def stop(self) -> list[str]:
+        """Stops every process this folder started; returns what it stopped."""
+        state = self.load()
+        if state is None:
+            return []
+        stopped = []
+        for name in reversed(COMPONENTS):
+            pid = state.pids.get(name)
+            if pid and _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+                stopped.append(name)
+        deadline = time.monotonic() + 10
+        for name in reversed(COMPONENTS):
+            pid = state.pids.get(name)
+            while pid and _alive(pid) and time.monotonic() < deadline:
+                self._reap(pid)
+                time.sleep(0.05)
+            if pid and _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            if pid:
+                self._reap(pid)
+        self.state_file.unlink(missing_ok=True)
+        # Like `kind delete cluster`: the next `up` starts from an empty store.
+        shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+        return stopped
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+    def running(self, state: ClusterState) -> bool:
+        return all(_alive(state.pids.get(name, 0) or 0) for name in COMPONENTS)
+
+    def restart_component(self, name: str) -> None:
+        """Stop one component and start it again with the same ports (fault tests use this)."""
+        state = self.load()
+        if state is None:
+            raise ClusterError(f"no cluster in {self.dir}")
+        pid = state.pids.get(name)
+        if pid and _alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                self._reap(pid)
+                time.sleep(0.05)
+        args = {
+            "etcd": self._etcd_args,
+            "kube-apiserver": self._apiserver_args,
+            "kube-controller-manager": self._controller_manager_args,
+        }[name](state)
+        self._spawn(state, name, args)
+
+    # -- processes -----------------------------------------------------------------------
+
+    def _spawn(self, state: ClusterState, name: str, args: list[str]) -> None:
+        binary = Path(state.bin_dir) / name
+        if not binary.exists():
+            raise ClusterError(f"{binary} is missing; run hack/build-control-plane.sh")
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [str(binary), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
+        )
+        log.close()
+        state.pids[name] = proc.pid
+        self._save(state)
+
+    def _wait(self, state: ClusterState, name: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        pid = state.pids[name]
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise ClusterError(
+                    f"{name} exited during start-up; the last lines of its log "
+                    f"({self.logs / (name + '.log')}):\n{tail(self.logs / (name + '.log'))}"
+                )
+            if ready():
+                return
+            time.sleep(0.2)
+        raise ClusterError(
+            f"{name} was not ready after {START_TIMEOUT_S:.0f} s; the last lines of its log:\n"
+            f"{tail(self.logs / (name + '.log'))}"
+        )
+
+    def _etcd_args(self, s: ClusterState) -> list[str]:
+        client = f"http://127.0.0.1:{s.etcd_port}"
+        peer = f"http://127.0.0.1:{s.etcd_peer_port}"
+        return [
+            "--name=default",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--listen-metrics-urls=",
+            # A throw-away development store: durability is not what we test here.
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self, s: ClusterState) -> list[str]:
+        pki = self.pki
+        return [
+            f"--etcd-servers=http://127.0.0.1:{s.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={s.apiserver_port}",
+            f"--cert-dir={self.dir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--endpoint-reconciler-type=none",
+            "--v=1",
+        ]
+
+    def _controller_manager_args(self, s: ClusterState) -> list[str]:
+        kubeconfig = self.dir / "controller-manager.kubeconfig"
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={s.controller_manager_port}",
+            f"--cert-dir={self.dir / 'controller-manager-certs'}",
+            f"--service-account-private-key-file={self.pki / 'sa.key'}",
+            f"--root-ca-file={self.pki / 'ca.crt'}",
+            "--leader-elect=false",
+            # Each controller acts as its own ServiceAccount with its bootstrap RBAC role.
+            "--use-service-account-credentials=true",
+            "--controllers=*",
+            "--v=1",
+        ]
+
+    # -- health --------------------------------------------------------------------------
+
+    @staticmethod
+    def _get(url: str, context: ssl.SSLContext | None = None) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                return bool(resp.status == 200)
+        except (OSError, ValueError):
+            return False
+
+    def _admin_ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def _etcd_healthy(self, s: ClusterState) -> bool:
+        return self._get(f"http://127.0.0.1:{s.etcd_port}/health")
+
+    def _apiserver_ready(self, s: ClusterState) -> bool:
+        return self._get(f"{s.server}/readyz", self._admin_ssl())
+
+    def _controller_manager_ready(self, s: ClusterState) -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # self-signed serving cert on loopback; health only
+        return self._get(f"https://127.0.0.1:{s.controller_manager_port}/healthz", ctx)
+
+    def health(self) -> dict[str, str]:
+        state = self.load()
+        if state is None:
+            return dict.fromkeys(COMPONENTS, "not started")
+        checks = {
+            "etcd": lambda: self._etcd_healthy(state),
+            "kube-apiserver": lambda: self._apiserver_ready(state),
+            "kube-controller-manager": lambda: self._controller_manager_ready(state),
+        }
+        out = {}
+        for name in COMPONENTS:
+            pid = state.pids.get(name, 0)
+            if not pid or not _alive(pid):
+                out[name] = "stopped"
+            else:
+                out[name] = f"running (pid {pid}, {'healthy' if checks[name]() else 'unhealthy'})"
+        return out
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path) -> Iterator[ClusterState]:
+    """Start a cluster that dies with this process, and stop it on any exit."""
+    cluster = LocalCluster(directory, die_with_parent=True)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        cluster.stop()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    parser.add_argument("--dir", type=Path, default=None, help="cluster folder")
+    args = parser.parse_args(argv)
+    directory = args.dir or cache_dir() / "cluster"
+    cluster = LocalCluster(directory)
+    try:
+        if args.command == "build":
+            print(build_binaries())
+        elif args.command == "up":
+            started = time.monotonic()
+            state = cluster.start()
+            print(f"control plane up in {time.monotonic() - started:.1f} s at {state.server}",
+                  file=sys.stderr)
+            print(f"export KUBECONFIG={state.kubeconfig}")
+        elif args.command == "down":
+            stopped = cluster.stop()
+            print("stopped: " + ", ".join(stopped) if stopped else "nothing running",
+                  file=sys.stderr)
+        else:
+            health = cluster.health()
+            for name, text in health.items():
+                print(f"{name:26} {text}")
+            state = cluster.load()
+            if state:
+                print(f"export KUBECONFIG={state.kubeconfig}")
+            return 0 if all("healthy" in v and "unhealthy" not in v for v in health.values()) else 1
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
