@@ -76,8 +76,21 @@ def _client_cert(pki: Path, name: str, subject: str) -> None:
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
     (pki / f"{name}.ext").write_text("extendedKeyUsage=clientAuth\n")
     _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "365", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.crt",
         cwd=pki,
     )
 
@@ -89,13 +102,30 @@ def generate_pki(pki: Path) -> None:
         return
     _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
     _openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-days", "365",
-        "-subj", "/CN=datamesh-local-ca", "-out", "ca.crt", cwd=pki,
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=datamesh-local-ca",
+        "-out",
+        "ca.crt",
+        cwd=pki,
     )
     _openssl("genrsa", "-out", "apiserver.key", "2048", cwd=pki)
     _openssl(
-        "req", "-new", "-key", "apiserver.key", "-subj", "/CN=kube-apiserver",
-        "-out", "apiserver.csr", cwd=pki,
+        "req",
+        "-new",
+        "-key",
+        "apiserver.key",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-out",
+        "apiserver.csr",
+        cwd=pki,
     )
     (pki / "apiserver.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
@@ -103,8 +133,21 @@ def generate_pki(pki: Path) -> None:
         "extendedKeyUsage=serverAuth\n"
     )
     _openssl(
-        "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "365", "-extfile", "apiserver.ext", "-out", "apiserver.crt",
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-extfile",
+        "apiserver.ext",
+        "-out",
+        "apiserver.crt",
         cwd=pki,
     )
     _client_cert(pki, "admin", "/O=system:masters/CN=admin")
@@ -117,18 +160,24 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": "datamesh-local",
-            "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
-        }],
-        "users": [{
-            "name": user,
-            "user": {
-                "client-certificate": str(pki / f"{user}.crt"),
-                "client-key": str(pki / f"{user}.key"),
-            },
-        }],
-        "contexts": [{"name": "datamesh-local", "context": {"cluster": "datamesh-local", "user": user}}],
+        "clusters": [
+            {
+                "name": "datamesh-local",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki / f"{user}.crt"),
+                    "client-key": str(pki / f"{user}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "datamesh-local", "context": {"cluster": "datamesh-local", "user": user}}
+        ],
         "current-context": "datamesh-local",
     }
     # JSON is valid YAML, and keeps this helper free of third-party imports.
@@ -227,8 +276,9 @@ class LocalCluster:
             controller_manager_port=free_port(),
         )
         write_kubeconfig(state.kubeconfig, state.server, self.pki, "admin")
-        write_kubeconfig(self.dir / "controller-manager.kubeconfig", state.server, self.pki,
-                         "controller-manager")
+        write_kubeconfig(
+            self.dir / "controller-manager.kubeconfig", state.server, self.pki, "controller-manager"
+        )
         self._save(state)
         try:
             self._spawn(state, "etcd", self._etcd_args(state))
@@ -236,7 +286,9 @@ class LocalCluster:
             self._spawn(state, "kube-apiserver", self._apiserver_args(state))
             self._wait(state, "kube-apiserver", lambda: self._apiserver_ready(state))
             self._spawn(state, "kube-controller-manager", self._controller_manager_args(state))
-            self._wait(state, "kube-controller-manager", lambda: self._controller_manager_ready(state))
+            self._wait(
+                state, "kube-controller-manager", lambda: self._controller_manager_ready(state)
+            )
         except BaseException:
             self.stop()
             raise
@@ -465,13 +517,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             started = time.monotonic()
             state = cluster.start()
-            print(f"control plane up in {time.monotonic() - started:.1f} s at {state.server}",
-                  file=sys.stderr)
+            print(
+                f"control plane up in {time.monotonic() - started:.1f} s at {state.server}",
+                file=sys.stderr,
+            )
             print(f"export KUBECONFIG={state.kubeconfig}")
         elif args.command == "down":
             stopped = cluster.stop()
-            print("stopped: " + ", ".join(stopped) if stopped else "nothing running",
-                  file=sys.stderr)
+            print(
+                "stopped: " + ", ".join(stopped) if stopped else "nothing running", file=sys.stderr
+            )
         else:
             health = cluster.health()
             for name, text in health.items():

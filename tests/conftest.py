@@ -47,17 +47,24 @@ class Cluster:
     kubectl_path: str
     local: Any | None  # the LocalCluster when this run started it
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                env: dict[str, str] | None = None,
-                kubeconfig: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        kubeconfig: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [self.kubectl_path]
         if kubeconfig:
             cmd.append(f"--kubeconfig={self.kubeconfig}")
-        proc = subprocess.run([*cmd, *args], input=input, capture_output=True, text=True,
-                              timeout=120, env=env)
+        proc = subprocess.run(
+            [*cmd, *args], input=input, capture_output=True, text=True, timeout=120, env=env
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
-                                 f"{proc.stderr}{proc.stdout}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+            )
         return proc
 
     def api_client(self) -> Any:
@@ -79,8 +86,11 @@ def cluster() -> Iterator[Cluster]:
     directory = localcluster.cache_dir() / "test-clusters" / f"run-{os.getpid()}"
     try:
         with localcluster.running_cluster(directory) as state:
-            yield Cluster(state.kubeconfig, str(Path(state.bin_dir) / "kubectl"),
-                          localcluster.LocalCluster(directory))
+            yield Cluster(
+                state.kubeconfig,
+                str(Path(state.bin_dir) / "kubectl"),
+                localcluster.LocalCluster(directory),
+            )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -16,9 +16,20 @@ from datamesh import model
 
 # JSON Schema keywords that carry over to a structural schema unchanged.
 _KEEP = {
-    "type", "format", "description", "enum", "pattern", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems",
-    "maxItems", "default",
+    "type",
+    "format",
+    "description",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "default",
 }
 
 
@@ -48,16 +59,17 @@ def _type_args(tp: Any) -> list[Any]:
     return out
 
 
-def _structural(node: dict[str, Any], defs: dict[str, Any],
-                classes: dict[str, type[BaseModel]]) -> dict[str, Any]:
+def _structural(
+    node: dict[str, Any], defs: dict[str, Any], classes: dict[str, type[BaseModel]]
+) -> dict[str, Any]:
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[-1]
         merged = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
-        out = _structural(merged, defs, classes)
+        resolved = _structural(merged, defs, classes)
         rules = getattr(classes.get(name), "validations", None)
         if rules:
-            out["x-kubernetes-validations"] = list(rules)
-        return out
+            resolved["x-kubernetes-validations"] = list(rules)
+        return resolved
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) != 1:
@@ -113,9 +125,16 @@ def openapi_schema(cls: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _crd(kind: str, plural: str, short: str, spec: type[BaseModel], status: type[BaseModel],
-         description: str, columns: list[dict[str, Any]],
-         root_rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def _crd(
+    kind: str,
+    plural: str,
+    short: str,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    description: str,
+    columns: list[dict[str, Any]],
+    root_rules: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     root: dict[str, Any] = {
         "type": "object",
         "description": description,
@@ -148,14 +167,16 @@ def _crd(kind: str, plural: str, short: str, spec: type[BaseModel], status: type
                 "shortNames": [short],
                 "categories": ["datamesh"],
             },
-            "versions": [{
-                "name": model.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": root},
-            }],
+            "versions": [
+                {
+                    "name": model.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
         },
     }
 
@@ -169,7 +190,11 @@ def _col(name: str, path: str, type_: str = "string", priority: int = 0) -> dict
 
 def data_product_crd() -> dict[str, Any]:
     return _crd(
-        "DataProduct", "dataproducts", "dp", model.DataProductSpec, model.DataProductStatus,
+        "DataProduct",
+        "dataproducts",
+        "dp",
+        model.DataProductSpec,
+        model.DataProductStatus,
         "A data product owned by a domain: its contract, SLA, quality checks, lineage and "
         "access, reconciled against governance policy by the datamesh operator.",
         [
@@ -182,17 +207,22 @@ def data_product_crd() -> dict[str, Any]:
             _col("Owner", ".spec.owner.team", priority=1),
             _col("Violations", ".status.compliance.violationCount", "integer", priority=1),
         ],
-        root_rules=[model.cel(
-            f"size(self.metadata.name) <= {model.MAX_PRODUCT_NAME}",
-            f"metadata.name must be at most {model.MAX_PRODUCT_NAME} characters: the names "
-            "of the product's storage claim, CronJob and other children derive from it",
-        )],
+        root_rules=[
+            model.cel(
+                f"size(self.metadata.name) <= {model.MAX_PRODUCT_NAME}",
+                f"metadata.name must be at most {model.MAX_PRODUCT_NAME} characters: the names "
+                "of the product's storage claim, CronJob and other children derive from it",
+            )
+        ],
     )
 
 
 def governance_policy_crd() -> dict[str, Any]:
     return _crd(
-        "GovernancePolicy", "governancepolicies", "gp", model.GovernancePolicySpec,
+        "GovernancePolicy",
+        "governancepolicies",
+        "gp",
+        model.GovernancePolicySpec,
         model.GovernancePolicyStatus,
         "A federated governance policy: CEL rules over data products. Global in the "
         "platform namespace, domain-scoped in a domain namespace.",

@@ -179,34 +179,39 @@ ShortText = Annotated[str, Field(max_length=256)]
 class Owner(ApiModel):
     """Who answers for the product: the owning team and how to reach it."""
 
-    team: str = _d("Owning team, e.g. `sales-analytics`.", min_length=1, max_length=63,
-                   pattern=DNS_LABEL)
-    email: str = _d("Contact e-mail address of the owning team.", max_length=254,
-                    pattern=EMAIL)
-    channel: str | None = _d("Chat channel for consumers' questions, e.g. `#sales-data`.",
-                             default=None, max_length=80)
+    team: str = _d(
+        "Owning team, e.g. `sales-analytics`.", min_length=1, max_length=63, pattern=DNS_LABEL
+    )
+    email: str = _d("Contact e-mail address of the owning team.", max_length=254, pattern=EMAIL)
+    channel: str | None = _d(
+        "Chat channel for consumers' questions, e.g. `#sales-data`.", default=None, max_length=80
+    )
 
 
 class FieldConstraints(ApiModel):
     """Value constraints of one field; consumers may rely on them, so tightening breaks them."""
 
     validations: ClassVar[list[dict[str, str]]] = [
-        cel("!has(self.minimum) || !has(self.maximum) || self.minimum <= self.maximum",
-            "minimum must not exceed maximum"),
-        cel("!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength",
-            "minLength must not exceed maxLength"),
+        cel(
+            "!has(self.minimum) || !has(self.maximum) || self.minimum <= self.maximum",
+            "minimum must not exceed maximum",
+        ),
+        cel(
+            "!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength",
+            "minLength must not exceed maxLength",
+        ),
     ]
 
-    min_length: int | None = _d("Shortest allowed string length.", default=None, ge=0,
-                                le=1_000_000)
-    max_length: int | None = _d("Longest allowed string length.", default=None, ge=0,
-                                le=1_000_000)
+    min_length: int | None = _d("Shortest allowed string length.", default=None, ge=0, le=1_000_000)
+    max_length: int | None = _d("Longest allowed string length.", default=None, ge=0, le=1_000_000)
     minimum: float | None = _d("Smallest allowed numeric value.", default=None)
     maximum: float | None = _d("Largest allowed numeric value.", default=None)
-    pattern: str | None = _d("Regular expression every value matches.", default=None,
-                             max_length=512)
+    pattern: str | None = _d(
+        "Regular expression every value matches.", default=None, max_length=512
+    )
     allowed_values: list[ShortText] | None = _d(
-        "The only values the field may take.", default=None, max_length=256)
+        "The only values the field may take.", default=None, max_length=256
+    )
     unique: bool | None = _d("Values are unique across rows.", default=None)
 
 
@@ -214,44 +219,55 @@ class SchemaField(ApiModel):
     """One column of the product's output contract."""
 
     validations: ClassVar[list[dict[str, str]]] = [
-        cel("!self.pii || has(self.piiCategory)",
-            "a field marked pii must name its piiCategory", ".piiCategory"),
+        cel(
+            "!self.pii || has(self.piiCategory)",
+            "a field marked pii must name its piiCategory",
+            ".piiCategory",
+        ),
     ]
 
-    name: str = _d("Column name (letters, digits, underscore).", pattern=IDENTIFIER,
-                   max_length=128)
+    name: str = _d("Column name (letters, digits, underscore).", pattern=IDENTIFIER, max_length=128)
     type: FieldType = _d("Logical type of the column.")
-    description: str | None = _d("What the column means, for consumers.", default=None,
-                                 max_length=1024)
-    nullable: bool = _d("Whether the column may be null. Changing true to false breaks "
-                        "consumers.", default=True)
+    description: str | None = _d(
+        "What the column means, for consumers.", default=None, max_length=1024
+    )
+    nullable: bool = _d(
+        "Whether the column may be null. Changing true to false breaks consumers.", default=True
+    )
     primary_key: bool = _d("Part of the product's primary key.", default=False)
     pii: bool = _d("Holds personally identifiable information.", default=False)
-    pii_category: PiiCategory | None = _d("Kind of personal data; required when `pii` is "
-                                          "true.", default=None)
-    constraints: FieldConstraints | None = _d("Value constraints consumers may rely on.",
-                                              default=None)
+    pii_category: PiiCategory | None = _d(
+        "Kind of personal data; required when `pii` is true.", default=None
+    )
+    constraints: FieldConstraints | None = _d(
+        "Value constraints consumers may rely on.", default=None
+    )
 
 
 class ContractSchema(ApiModel):
     """The versioned output contract: format and columns."""
 
     validations: ClassVar[list[dict[str, str]]] = [
-        cel("self.fields.all(f, self.fields.exists_one(g, g.name == f.name))",
-            "field names must be unique", ".fields"),
+        cel(
+            "self.fields.all(f, self.fields.exists_one(g, g.name == f.name))",
+            "field names must be unique",
+            ".fields",
+        ),
     ]
 
     format: SchemaFormat = _d("Storage or wire format of the published data.")
-    fields: list[SchemaField] = _d("Columns of the contract, in order.", min_length=1,
-                                   max_length=128)
+    fields: list[SchemaField] = _d(
+        "Columns of the contract, in order.", min_length=1, max_length=128
+    )
 
 
 class InputPort(ApiModel):
     """An upstream data product this one reads from (a lineage edge)."""
 
     product: Name = _d("Name of the upstream DataProduct.")
-    domain: Name | None = _d("Domain of the upstream product; defaults to this product's "
-                             "domain.", default=None)
+    domain: Name | None = _d(
+        "Domain of the upstream product; defaults to this product's domain.", default=None
+    )
     port: Name | None = _d("Output port of the upstream product that is read.", default=None)
     description: str | None = _d("What is read and why.", default=None, max_length=512)
 
@@ -261,19 +277,20 @@ class OutputPort(ApiModel):
 
     name: Name = _d("Port name, unique within the product.")
     type: PortType = _d("Kind of interface.")
-    location: str = _d("Address of the port: table name, topic, URL or path.", min_length=1,
-                       max_length=512)
+    location: str = _d(
+        "Address of the port: table name, topic, URL or path.", min_length=1, max_length=512
+    )
     description: str | None = _d("What the port serves.", default=None, max_length=512)
 
 
 class Sla(ApiModel):
     """Service levels the owning team commits to."""
 
-    freshness: str = _d("Maximum age of the newest data, e.g. `1h`, `15m`, `1d`.",
-                        pattern=DURATION)
+    freshness: str = _d("Maximum age of the newest data, e.g. `1h`, `15m`, `1d`.", pattern=DURATION)
     availability: float = _d("Availability target in percent, e.g. 99.5.", gt=0, le=100)
-    completeness: float | None = _d("Share of expected records present, in percent.",
-                                    default=None, gt=0, le=100)
+    completeness: float | None = _d(
+        "Share of expected records present, in percent.", default=None, gt=0, le=100
+    )
 
 
 class QualityCheck(ApiModel):
@@ -285,10 +302,12 @@ class QualityCheck(ApiModel):
 
     name: Name = _d("Check name, unique within the product.")
     rule: BuiltinCheck | None = _d("Built-in rule to run.", default=None)
-    sql: str | None = _d("SQL query returning the share of passing rows (0..1).",
-                         default=None, max_length=4096)
-    column: str | None = _d("Column the built-in rule applies to.", default=None,
-                            pattern=IDENTIFIER, max_length=128)
+    sql: str | None = _d(
+        "SQL query returning the share of passing rows (0..1).", default=None, max_length=4096
+    )
+    column: str | None = _d(
+        "Column the built-in rule applies to.", default=None, pattern=IDENTIFIER, max_length=128
+    )
     threshold: float = _d("Minimum passing share, 0..1.", default=1.0, ge=0, le=1)
     severity: Severity = _d("How bad a failure is.", default=Severity.ERROR)
 
@@ -305,7 +324,10 @@ class Storage(ApiModel):
 
     size: str = _d("Requested capacity, e.g. `10Gi`.", pattern=QUANTITY)
     storage_class: str | None = Field(
-        default=None, alias="class", max_length=63, pattern=DNS_LABEL,
+        default=None,
+        alias="class",
+        max_length=63,
+        pattern=DNS_LABEL,
         description="StorageClass of the claim; the cluster default when unset.",
     )
     encryption: Encryption = _d("Encryption settings.", default_factory=Encryption)
@@ -315,31 +337,37 @@ class Pipeline(ApiModel):
     """The job that refreshes the product, run as a CronJob."""
 
     schedule: str = _d("Cron schedule, e.g. `0 * * * *`.", pattern=CRON, max_length=100)
-    image: str = _d("Container image of the job.", min_length=1, max_length=512,
-                    pattern=r"^\S+$")
+    image: str = _d("Container image of the job.", min_length=1, max_length=512, pattern=r"^\S+$")
     command: list[Annotated[str, Field(max_length=1024)]] = _d(
-        "Command and arguments of the job.", default_factory=list, max_length=64)
+        "Command and arguments of the job.", default_factory=list, max_length=64
+    )
     suspend: bool = _d("Pause the schedule without removing the job.", default=False)
 
 
 class Principals(ApiModel):
     """A set of principals: whole domains, groups and service accounts."""
 
-    domains: list[Name] = _d("Domains whose members are granted access.",
-                             default_factory=list, max_length=64)
+    domains: list[Name] = _d(
+        "Domains whose members are granted access.", default_factory=list, max_length=64
+    )
     groups: list[Annotated[str, Field(min_length=1, max_length=128)]] = _d(
-        "Identity groups granted access.", default_factory=list, max_length=64)
-    service_accounts: list[Annotated[str, Field(
-        max_length=253, pattern=r"^[a-z0-9-]{1,63}/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]] = _d(
-        "Service accounts granted access, as `namespace/name`.", default_factory=list,
-        max_length=64)
+        "Identity groups granted access.", default_factory=list, max_length=64
+    )
+    service_accounts: list[
+        Annotated[
+            str, Field(max_length=253, pattern=r"^[a-z0-9-]{1,63}/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+        ]
+    ] = _d(
+        "Service accounts granted access, as `namespace/name`.", default_factory=list, max_length=64
+    )
 
 
 class Access(ApiModel):
     """Who may read and write the product, and whether access is audited."""
 
-    readers: Principals = _d("Granted read access to the contract and data.",
-                             default_factory=Principals)
+    readers: Principals = _d(
+        "Granted read access to the contract and data.", default_factory=Principals
+    )
     writers: Principals = _d("Granted write access.", default_factory=Principals)
     audit_logging: bool = _d("Every access to the data is logged.", default=False)
 
@@ -348,8 +376,11 @@ class Deprecation(ApiModel):
     """Announces the product's retirement to its consumers."""
 
     deprecated: bool = _d("The product is deprecated.", default=True)
-    sunset_date: str | None = _d("Date after which the product is removed (YYYY-MM-DD).",
-                                 default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    sunset_date: str | None = _d(
+        "Date after which the product is removed (YYYY-MM-DD).",
+        default=None,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+    )
     replaced_by: Name | None = _d("Product consumers should move to.", default=None)
     reason: str | None = _d("Why the product is retired.", default=None, max_length=512)
 
@@ -358,45 +389,65 @@ class DataProductSpec(ApiModel):
     """The desired state of a data product: its contract, promises and resources."""
 
     validations: ClassVar[list[dict[str, str]]] = [
-        cel("self.classification != 'public' || !self.schema.fields.exists(f, f.pii)",
-            "a public product cannot contain fields marked pii", ".classification"),
+        cel(
+            "self.classification != 'public' || !self.schema.fields.exists(f, f.pii)",
+            "a public product cannot contain fields marked pii",
+            ".classification",
+        ),
         cel("self.retentionDays > 0", "retentionDays must be positive", ".retentionDays"),
-        cel("!has(self.outputPorts) || self.outputPorts.all(p, "
+        cel(
+            "!has(self.outputPorts) || self.outputPorts.all(p, "
             "self.outputPorts.exists_one(q, q.name == p.name))",
-            "output port names must be unique", ".outputPorts"),
-        cel("!has(self.qualityChecks) || self.qualityChecks.all(c, "
+            "output port names must be unique",
+            ".outputPorts",
+        ),
+        cel(
+            "!has(self.qualityChecks) || self.qualityChecks.all(c, "
             "self.qualityChecks.exists_one(d, d.name == c.name))",
-            "quality check names must be unique", ".qualityChecks"),
+            "quality check names must be unique",
+            ".qualityChecks",
+        ),
     ]
 
     domain: Name = _d("Owning domain; must match the product's namespace and folder.")
     owner: Owner = _d("Owning team and contacts.")
-    description: str = _d("What the product is, for consumers.", min_length=1,
-                          max_length=2048)
-    version: str = _d("Semantic version of the contract. A breaking change needs a new "
-                      "major version.", pattern=SEMVER, max_length=64)
-    type: ProductType = _d("Place in the mesh: source-aligned, aggregate, consumer-aligned "
-                           "or derived.")
-    classification: Classification = _d("Data classification; drives retention, "
-                                         "encryption and access policies.")
+    description: str = _d("What the product is, for consumers.", min_length=1, max_length=2048)
+    version: str = _d(
+        "Semantic version of the contract. A breaking change needs a new major version.",
+        pattern=SEMVER,
+        max_length=64,
+    )
+    type: ProductType = _d(
+        "Place in the mesh: source-aligned, aggregate, consumer-aligned or derived."
+    )
+    classification: Classification = _d(
+        "Data classification; drives retention, encryption and access policies."
+    )
     retention_days: int = _d("How long data is kept, in days.", ge=1, le=36500)
-    tags: list[Tag] = _d("Free-form tags for search and policy matching.",
-                         default_factory=list, max_length=32)
-    schema_: ContractSchema = Field(alias="schema",
-                                    description="The output contract: format and columns.")
-    input_ports: list[InputPort] = _d("Upstream products read (lineage).",
-                                      default_factory=list, max_length=64)
-    output_ports: list[OutputPort] = _d("Interfaces consumers read from.",
-                                        default_factory=list, max_length=16)
+    tags: list[Tag] = _d(
+        "Free-form tags for search and policy matching.", default_factory=list, max_length=32
+    )
+    schema_: ContractSchema = Field(
+        alias="schema", description="The output contract: format and columns."
+    )
+    input_ports: list[InputPort] = _d(
+        "Upstream products read (lineage).", default_factory=list, max_length=64
+    )
+    output_ports: list[OutputPort] = _d(
+        "Interfaces consumers read from.", default_factory=list, max_length=16
+    )
     sla: Sla | None = _d("Service levels; required by the global SLA policy.", default=None)
-    quality_checks: list[QualityCheck] = _d("Data quality checks run by the pipeline.",
-                                            default_factory=list, max_length=64)
+    quality_checks: list[QualityCheck] = _d(
+        "Data quality checks run by the pipeline.", default_factory=list, max_length=64
+    )
     storage: Storage | None = _d("Storage to provision; none when unset.", default=None)
     pipeline: Pipeline | None = _d("Refresh job to run; none when unset.", default=None)
     access: Access = _d("Readers, writers and audit logging.", default_factory=Access)
-    deletion_policy: DeletionPolicy = _d("What happens to the storage when the product is "
-                                         "deleted: Retain keeps it, Delete removes it.",
-                                         default=DeletionPolicy.RETAIN)
+    deletion_policy: DeletionPolicy = _d(
+        "What happens to the storage when the product is "
+        "deleted: Retain keeps it, Delete removes it.",
+        default=DeletionPolicy.RETAIN,
+    )
     deprecation: Deprecation | None = _d("Retirement notice, when deprecated.", default=None)
 
 
@@ -410,8 +461,9 @@ class Condition(ApiModel):
     reason: str = _d("CamelCase reason for the last transition.", max_length=128)
     message: str = _d("Human-readable detail.", default="", max_length=4096)
     last_transition_time: str = _d("When the status last changed (RFC 3339).")
-    observed_generation: int | None = _d("Generation the condition was computed from.",
-                                         default=None)
+    observed_generation: int | None = _d(
+        "Generation the condition was computed from.", default=None
+    )
 
 
 class Violation(ApiModel):
@@ -440,10 +492,12 @@ class Compliance(ApiModel):
     audits: int = _d("Number of failed audit rules.", default=0)
     violation_count: int = _d("Number of failed rules of any enforcement.", default=0)
     violations: list[Violation] = _d("Failed rules, in a stable order.", default_factory=list)
-    policies: list[EvaluatedPolicy] = _d("Policies evaluated with their generations.",
-                                         default_factory=list)
-    evaluated_at: str | None = _d("When the evaluation result last changed (RFC 3339).",
-                                  default=None)
+    policies: list[EvaluatedPolicy] = _d(
+        "Policies evaluated with their generations.", default_factory=list
+    )
+    evaluated_at: str | None = _d(
+        "When the evaluation result last changed (RFC 3339).", default=None
+    )
 
 
 class Children(ApiModel):
@@ -462,8 +516,7 @@ class Lineage(ApiModel):
 
     upstream: list[str] = _d("Products this one reads.", default_factory=list)
     downstream: list[str] = _d("Products that read this one.", default_factory=list)
-    missing: list[str] = _d("Declared upstream products that do not exist.",
-                            default_factory=list)
+    missing: list[str] = _d("Declared upstream products that do not exist.", default_factory=list)
 
 
 class DataProductStatus(ApiModel):
@@ -471,8 +524,9 @@ class DataProductStatus(ApiModel):
 
     observed_generation: int | None = _d("Generation last reconciled.", default=None)
     phase: Phase | None = _d("Summary of the product's state.", default=None)
-    conditions: list[Condition] = _d("Compliant, StorageReady, PipelineReady, Ready, "
-                                     "LineageResolved.", default_factory=list)
+    conditions: list[Condition] = _d(
+        "Compliant, StorageReady, PipelineReady, Ready, LineageResolved.", default_factory=list
+    )
     compliance: Compliance | None = _d("Governance evaluation result.", default=None)
     children: Children | None = _d("Provisioned resources.", default=None)
     lineage: Lineage | None = _d("Resolved upstream and downstream products.", default=None)
@@ -485,63 +539,76 @@ class LabelSelectorRequirement(ApiModel):
     """A label selector requirement, as in Kubernetes."""
 
     key: str = _d("Label key.", max_length=317)
-    operator: str = _d("In, NotIn, Exists or DoesNotExist.",
-                       pattern=r"^(In|NotIn|Exists|DoesNotExist)$")
+    operator: str = _d(
+        "In, NotIn, Exists or DoesNotExist.", pattern=r"^(In|NotIn|Exists|DoesNotExist)$"
+    )
     values: list[Annotated[str, Field(max_length=63)]] = _d(
-        "Values for In and NotIn.", default_factory=list, max_length=64)
+        "Values for In and NotIn.", default_factory=list, max_length=64
+    )
 
 
 class LabelSelector(ApiModel):
     """A Kubernetes label selector over the product's labels."""
 
     match_labels: dict[str, Annotated[str, Field(max_length=63)]] = _d(
-        "Labels that must all be present with these values.", default_factory=dict)
+        "Labels that must all be present with these values.", default_factory=dict
+    )
     match_expressions: list[LabelSelectorRequirement] = _d(
-        "Requirements that must all hold.", default_factory=list, max_length=16)
+        "Requirements that must all hold.", default_factory=list, max_length=16
+    )
 
 
 class Match(ApiModel):
     """Which products a policy applies to; an empty list means any."""
 
-    domains: list[Name] = _d("Domains the policy applies to.", default_factory=list,
-                             max_length=64)
-    classifications: list[Classification] = _d("Classifications it applies to.",
-                                               default_factory=list, max_length=4)
-    tags: list[Tag] = _d("Applies to products carrying any of these tags.",
-                         default_factory=list, max_length=32)
-    selector: LabelSelector | None = _d("Label selector over the product's labels.",
-                                        default=None)
+    domains: list[Name] = _d("Domains the policy applies to.", default_factory=list, max_length=64)
+    classifications: list[Classification] = _d(
+        "Classifications it applies to.", default_factory=list, max_length=4
+    )
+    tags: list[Tag] = _d(
+        "Applies to products carrying any of these tags.", default_factory=list, max_length=32
+    )
+    selector: LabelSelector | None = _d("Label selector over the product's labels.", default=None)
 
 
 class Rule(ApiModel):
     """One CEL check over the product, bound as `object`."""
 
     name: Name = _d("Rule name, unique within the policy.")
-    when: str | None = _d("CEL condition; the rule applies only when it is true.",
-                          default=None, max_length=4096)
-    expression: str = _d("CEL expression that is true when the product complies, e.g. "
-                         "`has(object.spec.sla)`.", min_length=1, max_length=4096)
-    message: str = _d("Shown when the rule fails; say how to fix it.", min_length=1,
-                      max_length=1024)
+    when: str | None = _d(
+        "CEL condition; the rule applies only when it is true.", default=None, max_length=4096
+    )
+    expression: str = _d(
+        "CEL expression that is true when the product complies, e.g. `has(object.spec.sla)`.",
+        min_length=1,
+        max_length=4096,
+    )
+    message: str = _d(
+        "Shown when the rule fails; say how to fix it.", min_length=1, max_length=1024
+    )
 
 
 class PolicyException(ApiModel):
     """Exempts one product from this policy until a date. Expired exceptions stop applying."""
 
     product: Name = _d("Name of the exempted product.")
-    domain: Name | None = _d("Domain of the exempted product; any domain when unset.",
-                             default=None)
+    domain: Name | None = _d("Domain of the exempted product; any domain when unset.", default=None)
     reason: str = _d("Why the exception is granted.", min_length=1, max_length=1024)
-    expires: str = _d("When the exception lapses (RFC 3339 date-time or YYYY-MM-DD).",
-                      pattern=r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$")
+    expires: str = _d(
+        "When the exception lapses (RFC 3339 date-time or YYYY-MM-DD).",
+        pattern=r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$",
+    )
 
 
 class GovernancePolicySpec(ApiModel):
     """A governance policy: global in the platform namespace, domain-scoped elsewhere."""
 
     validations: ClassVar[list[dict[str, str]]] = [
-        cel("self.rules.all(r, self.rules.exists_one(s, s.name == r.name))",
-            "rule names must be unique", ".rules"),
+        cel(
+            "self.rules.all(r, self.rules.exists_one(s, s.name == r.name))",
+            "rule names must be unique",
+            ".rules",
+        ),
     ]
 
     description: str = _d("What the policy protects and why.", min_length=1, max_length=2048)
@@ -549,16 +616,16 @@ class GovernancePolicySpec(ApiModel):
     severity: Severity = _d("How bad a violation is.", default=Severity.ERROR)
     match: Match = _d("Which products the policy applies to.", default_factory=Match)
     rules: list[Rule] = _d("CEL rules; all must hold.", min_length=1, max_length=32)
-    exceptions: list[PolicyException] = _d("Time-limited exemptions.",
-                                           default_factory=list, max_length=128)
+    exceptions: list[PolicyException] = _d(
+        "Time-limited exemptions.", default_factory=list, max_length=128
+    )
 
 
 class GovernancePolicyStatus(ApiModel):
     """Observed state of a policy, written by the operator."""
 
     observed_generation: int | None = _d("Generation last evaluated.", default=None)
-    conditions: list[Condition] = _d("Valid: every expression compiles.",
-                                     default_factory=list)
+    conditions: list[Condition] = _d("Valid: every expression compiles.", default_factory=list)
     matched: int | None = _d("Number of products the policy applies to.", default=None)
     violating: int | None = _d("Number of matched products failing a rule.", default=None)
     errors: list[str] = _d("Compile errors per rule, when invalid.", default_factory=list)

@@ -1,0 +1,199 @@
+"""Reading manifests from the repository: YAML documents into typed objects, with every
+problem located by file, line, object and field.
+
+Pure apart from reading the files it is given; ``meshctl`` and the tests use it, the
+operator does not (it gets objects from the apiserver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from datamesh.model import API_VERSION, DataProduct, GovernancePolicy
+
+KINDS: dict[str, type[BaseModel]] = {
+    "DataProduct": DataProduct,
+    "GovernancePolicy": GovernancePolicy,
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one manifest, said so that a person can fix it."""
+
+    file: str
+    line: int
+    object: str  # kind/namespace/name, or "" when the document has none
+    field: str  # dotted path, or "" for the whole document
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        what = " ".join(p for p in (self.object, self.field) if p)
+        return f"{where}: {what + ': ' if what else ''}{self.message}"
+
+
+@dataclass
+class Document:
+    """One YAML document from a file, with its position and, when valid, its object."""
+
+    file: str
+    line: int
+    raw: Any
+    node: yaml.Node | None = None
+    obj: DataProduct | GovernancePolicy | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return str(self.raw.get("kind", "")) if isinstance(self.raw, dict) else ""
+
+    @property
+    def label(self) -> str:
+        if not isinstance(self.raw, dict):
+            return ""
+        found = self.raw.get("metadata")
+        meta: dict[str, Any] = found if isinstance(found, dict) else {}
+        ns = meta.get("namespace", "")
+        name = meta.get("name", "")
+        return f"{self.kind}/{ns + '/' if ns else ''}{name}" if self.kind else ""
+
+    def line_of(self, path: Iterable[str | int]) -> int:
+        """The line of the deepest node along ``path`` that exists."""
+        node = self.node
+        line = self.line
+        for key in path:
+            if isinstance(node, yaml.MappingNode):
+                nxt = next((v for k, v in node.value if k.value == key), None)
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(key, int)
+                and key < len(node.value)
+            ):
+                nxt = node.value[key]
+            else:
+                nxt = None
+            if nxt is None:
+                break
+            node = nxt
+            line = node.start_mark.line + 1
+        return line
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err["msg"])
+    if kind == "string_pattern_mismatch" and "pattern" in err.get("ctx", {}):
+        return f"{msg} (got {err.get('input')!r})"
+    return msg
+
+
+def parse_document(doc: Document) -> None:
+    """Fill ``doc.obj`` or ``doc.problems``."""
+    raw = doc.raw
+    if not isinstance(raw, dict):
+        doc.problems.append(
+            Problem(
+                doc.file,
+                doc.line,
+                "",
+                "",
+                f"expected a mapping (a Kubernetes object), got {type(raw).__name__}",
+            )
+        )
+        return
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        return  # Namespaces and other Kubernetes objects pass through untouched.
+    if raw.get("apiVersion") != API_VERSION:
+        doc.problems.append(
+            Problem(
+                doc.file,
+                doc.line_of(["apiVersion"]),
+                doc.label,
+                "apiVersion",
+                f"must be {API_VERSION!r}, got {raw.get('apiVersion')!r}",
+            )
+        )
+        return
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict) or not meta.get("name"):
+        doc.problems.append(
+            Problem(
+                doc.file,
+                doc.line_of(["metadata"]),
+                doc.label,
+                "metadata.name",
+                "required field is missing",
+            )
+        )
+        return
+    try:
+        doc.obj = KINDS[kind].model_validate(raw)  # type: ignore[assignment]
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            doc.problems.append(
+                Problem(doc.file, doc.line_of(loc), doc.label, _path(loc), _message(err))
+            )
+
+
+def load_file(path: Path, display: str | None = None) -> tuple[list[Document], list[Problem]]:
+    """All documents of one file. YAML errors come back as problems with their line."""
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem(name, 1, "", "", f"cannot read the file: {exc}")]
+    return load_text(text, name)
+
+
+def load_text(text: str, name: str) -> tuple[list[Document], list[Problem]]:
+    docs: list[Document] = []
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        return [], [Problem(name, line, "", "", f"invalid YAML: {problem}")]
+    for node in nodes:
+        if node is None:
+            continue
+        try:
+            raw = yaml.SafeLoader("").construct_document(node)
+        except yaml.YAMLError as exc:
+            return [], [Problem(name, node.start_mark.line + 1, "", "", f"invalid YAML: {exc}")]
+        if raw is None:
+            continue
+        doc = Document(name, node.start_mark.line + 1, raw, node)
+        parse_document(doc)
+        docs.append(doc)
+    return docs, [p for d in docs for p in d.problems]
+
+
+def yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file()
+            )
+        else:
+            yield path

@@ -1,0 +1,368 @@
+"""The governance engine: which policies apply to a product, and what they say about it.
+
+Pure and typed: no I/O, no clock (the caller passes ``now``). The operator, ``meshctl
+validate`` and the admission parity tests all call ``evaluate``, so that what passes
+review is what the cluster enforces.
+
+Rules are CEL, bound as ``object`` (the whole product, as the apiserver stores it), the
+same variable a ValidatingAdmissionPolicy uses, so a block rule can be enforced at
+admission unchanged. CEL runs on ``common-expression-language`` (a Rust core): about 25 µs
+an evaluation where the pure-Python implementation needs about 0.76 ms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cel
+
+from datamesh.model import (
+    DataProduct,
+    Enforcement,
+    EvaluatedPolicy,
+    GovernancePolicy,
+    LabelSelector,
+    Severity,
+    Violation,
+)
+
+DEFAULT_PLATFORM_NAMESPACE = "datamesh-system"
+BUILTIN_POLICY = "builtin/domain-isolation"
+
+# Functions a rule may call: the CEL standard library as this implementation provides it.
+# Anything else is refused at compile time, because the library only notices an unknown
+# function when a rule runs (tests/unit/test_policy_cel.py proves each one exists).
+ALLOWED_FUNCTIONS = frozenset(
+    {
+        "size",
+        "matches",
+        "startsWith",
+        "endsWith",
+        "contains",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "dyn",
+        "type",
+        "timestamp",
+        "duration",
+        "getFullYear",
+        "getMonth",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "getMilliseconds",
+        "max",
+        "min",
+    }
+)
+
+_ENFORCEMENT_RANK = {Enforcement.BLOCK: 0, Enforcement.WARN: 1, Enforcement.AUDIT: 2}
+_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}
+_MAX_ERROR = 300
+
+
+# -- compiling ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    expression: Any  # cel.Program
+    when: Any | None  # cel.Program
+    message: str
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """A policy with its rules compiled once (per generation) for many evaluations."""
+
+    policy: GovernancePolicy
+    rules: tuple[CompiledRule, ...]
+    errors: tuple[str, ...]  # one per rule that does not compile
+
+    @property
+    def ref(self) -> str:
+        return self.policy.ref
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+
+
+def compile_expression(source: str) -> tuple[Any | None, str | None]:
+    """(program, None) or (None, the compiler's message). Never raises."""
+    try:
+        program = cel.compile(source)
+    except Exception as exc:  # the binding raises ValueError; be safe with anything else
+        return None, _short(str(exc))
+    unknown = sorted(
+        f
+        for f in program.functions()
+        if not f.startswith(("_", "@", "!")) and f not in ALLOWED_FUNCTIONS
+    )
+    if unknown:
+        return None, f"undeclared reference to function(s) {', '.join(unknown)}"
+    bad_vars = sorted(set(program.variables()) - {"object"} - _comprehension_vars(source))
+    if bad_vars:
+        return None, (
+            f"undeclared reference to {', '.join(bad_vars)}: rules see the product as `object`"
+        )
+    return program, None
+
+
+def _comprehension_vars(source: str) -> set[str]:
+    """Names bound by macros like ``fields.all(f, ...)``; the library lists them as
+    variables, so they are told apart from real free variables here."""
+    import re
+
+    return set(
+        re.findall(
+            r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,", source
+        )
+    )
+
+
+def compile_policy(policy: GovernancePolicy) -> CompiledPolicy:
+    rules: list[CompiledRule] = []
+    errors: list[str] = []
+    for rule in policy.spec.rules:
+        program, error = compile_expression(rule.expression)
+        when = None
+        if error is None and rule.when:
+            when, error = compile_expression(rule.when)
+            if error:
+                error = f"when: {error}"
+        if error:
+            errors.append(f"rule {rule.name}: {error}")
+            continue
+        rules.append(CompiledRule(rule.name, program, when, rule.message))
+    return CompiledPolicy(policy, tuple(rules), tuple(errors))
+
+
+# -- which policies apply -------------------------------------------------------------------
+
+
+def is_global(policy: GovernancePolicy, platform_namespace: str) -> bool:
+    return policy.metadata.namespace == platform_namespace
+
+
+def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    if selector is None:
+        return True
+    for key, value in selector.match_labels.items():
+        if labels.get(key) != value:
+            return False
+    for req in selector.match_expressions:
+        present = req.key in labels
+        if req.operator == "In" and (not present or labels[req.key] not in req.values):
+            return False
+        if req.operator == "NotIn" and present and labels[req.key] in req.values:
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def applies(policy: GovernancePolicy, product: DataProduct, platform_namespace: str) -> bool:
+    """Global policies apply everywhere; a domain policy only in its own namespace."""
+    if not is_global(policy, platform_namespace) and (
+        policy.metadata.namespace != product.metadata.namespace
+    ):
+        return False
+    match = policy.spec.match
+    spec = product.spec
+    if match.domains and spec.domain not in match.domains:
+        return False
+    if match.classifications and spec.classification not in match.classifications:
+        return False
+    if match.tags and not set(match.tags) & set(spec.tags):
+        return False
+    return selector_matches(match.selector, product.metadata.labels)
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An exception's ``expires``: a date (end of that day, UTC) or an RFC 3339 time."""
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text)
+        return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def exempted(policy: GovernancePolicy, product: DataProduct, now: dt.datetime) -> bool:
+    """Exceptions live on the policy they relax, so a domain policy can only ever exempt
+    a product from itself, never from a global policy."""
+    for exc in policy.spec.exceptions:
+        if exc.product != product.metadata.name:
+            continue
+        if exc.domain is not None and exc.domain != product.spec.domain:
+            continue
+        try:
+            if parse_time(exc.expires) > now:
+                return True
+        except ValueError:
+            continue  # an unparsable date never grants an exception
+    return False
+
+
+# -- evaluating -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The engine's verdict on one product."""
+
+    violations: tuple[Violation, ...]
+    policies: tuple[EvaluatedPolicy, ...]
+    exempted: tuple[str, ...] = field(default=())
+
+    @property
+    def compliant(self) -> bool:
+        return self.blocking == 0
+
+    def _count(self, enforcement: Enforcement) -> int:
+        return sum(1 for v in self.violations if v.enforcement == enforcement)
+
+    @property
+    def blocking(self) -> int:
+        return self._count(Enforcement.BLOCK)
+
+    @property
+    def warnings(self) -> int:
+        return self._count(Enforcement.WARN)
+
+    @property
+    def audits(self) -> int:
+        return self._count(Enforcement.AUDIT)
+
+
+def product_document(product: DataProduct) -> dict[str, Any]:
+    """The product as the apiserver stores it (camelCase, defaults filled): what rules see."""
+    return {
+        "apiVersion": "datamesh.io/v1alpha1",
+        "kind": "DataProduct",
+        "metadata": {
+            "name": product.metadata.name,
+            "namespace": product.metadata.namespace,
+            "labels": dict(product.metadata.labels),
+        },
+        "spec": product.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+
+
+def _run_rule(rule: CompiledRule, context: Any) -> str | None:
+    """None when the rule holds, else the message to report."""
+    try:
+        if rule.when is not None:
+            gate = rule.when.execute(context)
+            if gate is not True:
+                if isinstance(gate, bool):
+                    return None
+                return f"{rule.message} (when must return a boolean, got {type(gate).__name__})"
+        result = rule.expression.execute(context)
+    except Exception as exc:  # missing field, wrong type, overflow: the rule fails, loudly
+        return f"{rule.message} (evaluation error: {_short(_describe(exc))})"
+    if result is True:
+        return None
+    if result is False:
+        return rule.message
+    return f"{rule.message} (the expression must return a boolean, got {type(result).__name__})"
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no such key: {exc.args[0] if exc.args else exc}"
+    return str(exc) or type(exc).__name__
+
+
+def evaluate(
+    product: DataProduct,
+    policies: Iterable[CompiledPolicy],
+    *,
+    now: dt.datetime,
+    platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
+    namespace_domain: str | None = None,
+) -> Evaluation:
+    """Evaluate every applicable policy. Deterministic: the same inputs, the same output.
+
+    ``namespace_domain`` is the domain the product's namespace belongs to; when given and
+    different from ``spec.domain`` the product is non-compliant (domain isolation).
+    """
+    violations: list[Violation] = []
+    evaluated: list[EvaluatedPolicy] = []
+    exempt: list[str] = []
+    if namespace_domain is not None and namespace_domain != product.spec.domain:
+        violations.append(
+            Violation(
+                policy=BUILTIN_POLICY,
+                rule="namespace-matches-domain",
+                enforcement=Enforcement.BLOCK,
+                severity=Severity.CRITICAL,
+                message=(
+                    f"spec.domain is {product.spec.domain!r} but namespace "
+                    f"{product.metadata.namespace!r} belongs to domain {namespace_domain!r}; "
+                    "a product must live in its own domain's namespace"
+                ),
+            )
+        )
+    context: Any = None
+    for compiled in sorted(
+        policies, key=lambda p: (not is_global(p.policy, platform_namespace), p.ref)
+    ):
+        policy = compiled.policy
+        if not applies(policy, product, platform_namespace):
+            continue
+        evaluated.append(
+            EvaluatedPolicy(policy=compiled.ref, generation=policy.metadata.generation)
+        )
+        if exempted(policy, product, now):
+            exempt.append(compiled.ref)
+            continue
+        if context is None:
+            context = cel.Context()
+            context.add_variable("object", product_document(product))
+        for rule in compiled.rules:
+            message = _run_rule(rule, context)
+            if message is not None:
+                violations.append(
+                    Violation(
+                        policy=compiled.ref,
+                        rule=rule.name,
+                        enforcement=policy.spec.enforcement,
+                        severity=policy.spec.severity,
+                        message=message,
+                    )
+                )
+    violations.sort(
+        key=lambda v: (
+            _ENFORCEMENT_RANK[Enforcement(v.enforcement)],
+            _SEVERITY_RANK[Severity(v.severity)],
+            v.policy,
+            v.rule,
+        )
+    )
+    return Evaluation(tuple(violations), tuple(evaluated), tuple(exempt))
+
+
+def matching_products(
+    policy: GovernancePolicy, products: Sequence[DataProduct], platform_namespace: str
+) -> list[DataProduct]:
+    return [p for p in products if applies(policy, p, platform_namespace)]
