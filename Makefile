@@ -37,6 +37,10 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the virtualenv with pinned dependencies.
 
+.PHONY: crds
+crds: venv ## Generate crds/ from the pydantic models (the only source of truth).
+	$(PY) hack/generate_crds.py
+
 .PHONY: lint
 lint: venv ## Run ruff and mypy.
 	$(VENV)/bin/ruff check operator tests bench hack

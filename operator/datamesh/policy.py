@@ -47,7 +47,6 @@ ALLOWED_FUNCTIONS = frozenset(
         "double",
         "string",
         "bytes",
-        "bool",
         "dyn",
         "type",
         "timestamp",
@@ -62,8 +61,6 @@ ALLOWED_FUNCTIONS = frozenset(
         "getMinutes",
         "getSeconds",
         "getMilliseconds",
-        "max",
-        "min",
     }
 )
 

@@ -1,0 +1,85 @@
+"""Lineage: the graph of products reading other products. Pure functions over references.
+
+A reference is ``domain/name``. Upstream edges are declared by each product's
+``inputPorts``; downstream edges are computed by inverting them, so no product has to
+know who consumes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from datamesh.model import DataProduct
+
+
+def upstream_refs(product: DataProduct) -> list[str]:
+    """The products this one reads, in declaration order, without duplicates."""
+    seen: dict[str, None] = {}
+    for port in product.spec.input_ports:
+        seen[f"{port.domain or product.spec.domain}/{port.product}"] = None
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Upstream edges by product reference; downstream is derived."""
+
+    upstream: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, products: Iterable[DataProduct]) -> Graph:
+        return cls({p.ref: tuple(upstream_refs(p)) for p in products})
+
+    def downstream(self, ref: str) -> list[str]:
+        return sorted(r for r, ups in self.upstream.items() if ref in ups)
+
+    def downstream_map(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {r: [] for r in self.upstream}
+        for ref, ups in sorted(self.upstream.items()):
+            for up in ups:
+                out.setdefault(up, []).append(ref)
+        return out
+
+    def missing(self, ref: str) -> list[str]:
+        return [u for u in self.upstream.get(ref, ()) if u not in self.upstream]
+
+    def transitive_downstream(self, ref: str) -> list[str]:
+        down = self.downstream_map()
+        seen: set[str] = set()
+        stack = list(down.get(ref, []))
+        while stack:
+            nxt = stack.pop()
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.extend(down.get(nxt, []))
+        return sorted(seen)
+
+    def cycles(self) -> list[list[str]]:
+        """Each cycle once, as the path that closes it, e.g. ``[a, b, a]``."""
+        white, grey, black = 0, 1, 2
+        color = dict.fromkeys(self.upstream, white)
+        found: list[list[str]] = []
+        seen: set[frozenset[str]] = set()
+
+        def visit(node: str, path: list[str]) -> None:
+            color[node] = grey
+            path.append(node)
+            for up in self.upstream.get(node, ()):
+                if up not in color:
+                    continue
+                if color[up] == grey:
+                    cycle = [*path[path.index(up) :], up]
+                    key = frozenset(cycle)
+                    if key not in seen:
+                        seen.add(key)
+                        found.append(cycle)
+                elif color[up] == white:
+                    visit(up, path)
+            path.pop()
+            color[node] = black
+
+        for node in sorted(self.upstream):
+            if color[node] == white:
+                visit(node, [])
+        return found
