@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 
 PYTHON ?= python3
 VENV ?= .venv
-CACHE ?= $(CURDIR)/.cache
+CACHE ?= $(or $(DATAMESH_CACHE),$(CURDIR)/.cache)
 export DATAMESH_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 CLUSTER ?= local

@@ -6,8 +6,10 @@ review is what the cluster enforces.
 
 Rules are CEL, bound as ``object`` (the whole product, as the apiserver stores it), the
 same variable a ValidatingAdmissionPolicy uses, so a block rule can be enforced at
-admission unchanged. CEL runs on ``common-expression-language`` (a Rust core): about 25 µs
-an evaluation where the pure-Python implementation needs about 0.76 ms.
+admission unchanged. CEL runs on ``cel-expr-python``, Google's binding of the C++ CEL
+runtime: rules are type-checked at compile time (an unknown function or variable is a
+compile error, as in Kubernetes), it has the strings, math and optional extensions, and a
+rule over a 20-field product takes a few microseconds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_math, ext_optional, ext_strings
 
 from datamesh.model import (
     DataProduct,
@@ -32,37 +35,13 @@ from datamesh.model import (
 DEFAULT_PLATFORM_NAMESPACE = "datamesh-system"
 BUILTIN_POLICY = "builtin/domain-isolation"
 
-# Functions a rule may call: the CEL standard library as this implementation provides it.
-# Anything else is refused at compile time, because the library only notices an unknown
-# function when a rule runs (tests/unit/test_policy_cel.py proves each one exists).
-ALLOWED_FUNCTIONS = frozenset(
-    {
-        "size",
-        "matches",
-        "startsWith",
-        "endsWith",
-        "contains",
-        "int",
-        "uint",
-        "double",
-        "string",
-        "bytes",
-        "dyn",
-        "type",
-        "timestamp",
-        "duration",
-        "getFullYear",
-        "getMonth",
-        "getDate",
-        "getDayOfMonth",
-        "getDayOfWeek",
-        "getDayOfYear",
-        "getHours",
-        "getMinutes",
-        "getSeconds",
-        "getMilliseconds",
-    }
+# One checker environment for every rule: the product is `object`, dynamically typed
+# (its schema lives in the CRD), with the extension libraries Kubernetes' CEL also has.
+_ENV = cel.NewEnv(
+    variables={"object": cel.Type.DYN},
+    extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_optional.ExtOptional()],
 )
+_RESULT_TYPES = ("bool", "dyn")
 
 _ENFORCEMENT_RANK = {Enforcement.BLOCK: 0, Enforcement.WARN: 1, Enforcement.AUDIT: 2}
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}
@@ -75,8 +54,8 @@ _MAX_ERROR = 300
 @dataclass(frozen=True)
 class CompiledRule:
     name: str
-    expression: Any  # cel.Program
-    when: Any | None  # cel.Program
+    expression: Any  # cel.Expression
+    when: Any | None  # cel.Expression
     message: str
 
 
@@ -103,36 +82,16 @@ def _short(text: str) -> str:
 
 
 def compile_expression(source: str) -> tuple[Any | None, str | None]:
-    """(program, None) or (None, the compiler's message). Never raises."""
+    """(program, None) or (None, the checker's message). Never raises."""
     try:
-        program = cel.compile(source)
-    except Exception as exc:  # the binding raises ValueError; be safe with anything else
-        return None, _short(str(exc))
-    unknown = sorted(
-        f
-        for f in program.functions()
-        if not f.startswith(("_", "@", "!")) and f not in ALLOWED_FUNCTIONS
-    )
-    if unknown:
-        return None, f"undeclared reference to function(s) {', '.join(unknown)}"
-    bad_vars = sorted(set(program.variables()) - {"object"} - _comprehension_vars(source))
-    if bad_vars:
-        return None, (
-            f"undeclared reference to {', '.join(bad_vars)}: rules see the product as `object`"
-        )
+        program = _ENV.compile(source)
+    except Exception as exc:  # the binding raises RuntimeError with the checker's text
+        text = str(exc).removeprefix("INVALID_ARGUMENT: ").removeprefix("ERROR: ")
+        return None, _short(text.split(" [INVALID_ARGUMENT]")[0])
+    result = program.return_type().name().lower()
+    if result not in _RESULT_TYPES:
+        return None, f"the expression must evaluate to bool, not {result}"
     return program, None
-
-
-def _comprehension_vars(source: str) -> set[str]:
-    """Names bound by macros like ``fields.all(f, ...)``; the library lists them as
-    variables, so they are told apart from real free variables here."""
-    import re
-
-    return set(
-        re.findall(
-            r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,", source
-        )
-    )
 
 
 def compile_policy(policy: GovernancePolicy) -> CompiledPolicy:
@@ -265,29 +224,37 @@ def product_document(product: DataProduct) -> dict[str, Any]:
     }
 
 
-def _run_rule(rule: CompiledRule, context: Any) -> str | None:
-    """None when the rule holds, else the message to report."""
+def _run(program: Any, activation: Any) -> tuple[bool | None, str | None]:
+    """(verdict, None), or (None, why there is no verdict)."""
     try:
-        if rule.when is not None:
-            gate = rule.when.execute(context)
-            if gate is not True:
-                if isinstance(gate, bool):
-                    return None
-                return f"{rule.message} (when must return a boolean, got {type(gate).__name__})"
-        result = rule.expression.execute(context)
-    except Exception as exc:  # missing field, wrong type, overflow: the rule fails, loudly
-        return f"{rule.message} (evaluation error: {_short(_describe(exc))})"
-    if result is True:
-        return None
-    if result is False:
-        return rule.message
-    return f"{rule.message} (the expression must return a boolean, got {type(result).__name__})"
+        value = program.eval(activation)
+    except Exception as exc:  # the binding reports errors as values; be safe anyway
+        return None, f"evaluation error: {_short(str(exc) or type(exc).__name__)}"
+    kind = value.type().name().lower()
+    if kind == "bool":
+        return bool(value.plain_value()), None
+    if kind == "error":
+        text = str(value.plain_value())
+        # "NOT_FOUND: Key not found in map : ..." -> "Key not found in map : ..."
+        head, _, rest = text.partition(": ")
+        if rest and head.isupper():
+            text = rest
+        return None, f"evaluation error: {_short(text)}"
+    return None, f"the expression must return a boolean, got {kind}"
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"no such key: {exc.args[0] if exc.args else exc}"
-    return str(exc) or type(exc).__name__
+def _run_rule(rule: CompiledRule, activation: Any) -> str | None:
+    """None when the rule holds (or does not apply), else the message to report."""
+    if rule.when is not None:
+        gate, problem = _run(rule.when, activation)
+        if problem:
+            return f"{rule.message} (when: {problem})"
+        if not gate:
+            return None
+    verdict, problem = _run(rule.expression, activation)
+    if problem:
+        return f"{rule.message} ({problem})"
+    return None if verdict else rule.message
 
 
 def evaluate(
@@ -320,7 +287,7 @@ def evaluate(
                 ),
             )
         )
-    context: Any = None
+    activation: Any = None
     for compiled in sorted(
         policies, key=lambda p: (not is_global(p.policy, platform_namespace), p.ref)
     ):
@@ -333,18 +300,17 @@ def evaluate(
         if exempted(policy, product, now):
             exempt.append(compiled.ref)
             continue
-        if context is None:
-            context = cel.Context()
-            context.add_variable("object", product_document(product))
+        if activation is None:
+            activation = _ENV.Activation({"object": product_document(product)})
         for rule in compiled.rules:
-            message = _run_rule(rule, context)
+            message = _run_rule(rule, activation)
             if message is not None:
                 violations.append(
                     Violation(
                         policy=compiled.ref,
                         rule=rule.name,
-                        enforcement=policy.spec.enforcement,
-                        severity=policy.spec.severity,
+                        enforcement=compiled.policy.spec.enforcement,
+                        severity=compiled.policy.spec.severity,
                         message=message,
                     )
                 )
