@@ -1,0 +1,301 @@
+"""kopf handlers: thin. They gather inputs (indexes, bodies) and call the reconciler.
+
+Indexes keep every policy (compiled once per change), product and namespace in memory, so
+no handler lists anything from the apiserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from datamesh import metrics, policy
+from datamesh.kube import Cluster
+from datamesh.model import GROUP, VERSION, GovernancePolicy
+from datamesh.reconciler import ProductEntry, Reconciler, compile_policy_body
+from datamesh.settings import Settings
+
+PRODUCTS = (GROUP, VERSION, "dataproducts")
+POLICIES = (GROUP, VERSION, "governancepolicies")
+DOMAIN_LABEL = "datamesh.io/domain"
+
+log = logging.getLogger("datamesh.handlers")
+
+
+class State:
+    """Set once by ``main`` before kopf starts."""
+
+    settings: Settings
+    reconciler: Reconciler
+
+
+def configure(settings: Settings, cluster: Cluster) -> None:
+    State.settings = settings
+    State.reconciler = Reconciler(cluster, settings)
+
+
+# -- indexes ----------------------------------------------------------------------------------
+
+
+@kopf.index(*POLICIES)
+def policy_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
+    compiled = compile_policy_body(body)
+    return {(namespace, name): compiled} if compiled is not None else {}
+
+
+@kopf.index(*PRODUCTS)
+def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
+    return {(namespace, name): ProductEntry.from_body(body)}
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_index(name: str, labels: kopf.Labels, **_: Any) -> Any:
+    return {name: labels.get(DOMAIN_LABEL, name)}
+
+
+def _policies(idx: kopf.Index[Any, Any]) -> list[policy.CompiledPolicy]:
+    return [c for store in idx.values() for c in store]
+
+
+def _products(idx: kopf.Index[Any, Any]) -> list[ProductEntry]:
+    return [e for store in idx.values() for e in store]
+
+
+def _namespaces(idx: kopf.Index[Any, Any]) -> dict[str, str]:
+    return {name: next(iter(store)) for name, store in idx.items()}
+
+
+# -- products ---------------------------------------------------------------------------------
+
+
+@kopf.on.resume(*PRODUCTS)
+@kopf.on.create(*PRODUCTS)
+@kopf.on.update(*PRODUCTS)
+def reconcile_product(
+    body: kopf.Body,
+    reason: str,
+    old: Any,
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    entry = ProductEntry.from_body(body)
+    products = _products(product_index)
+    namespaces = _namespaces(namespace_index)
+    State.reconciler.reconcile(
+        entry,
+        policies=_policies(policy_index),
+        products=products,
+        namespaces=namespaces,
+        trigger=str(reason),
+    )
+    if reason != "resume":
+        _refresh_lineage(entry, old, products, policy_index, namespaces)
+
+
+@kopf.on.delete(*PRODUCTS)
+def delete_product(
+    body: kopf.Body,
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    entry = ProductEntry.from_body(body)
+    logger.info(State.reconciler.finalize(entry))
+    products = [p for p in _products(product_index) if p.key != entry.key]
+    _refresh_lineage(entry, None, products, policy_index, _namespaces(namespace_index))
+
+
+def _refresh_lineage(
+    entry: ProductEntry,
+    old: Any,
+    products: list[ProductEntry],
+    policy_index: kopf.Index[Any, Any],
+    namespaces: Mapping[str, str],
+) -> None:
+    """A product's arrival, change or departure changes its neighbours' lineage status."""
+    if entry.product is None:
+        return
+    refs = {
+        f"{p.domain or entry.product.spec.domain}/{p.product}"
+        for p in entry.product.spec.input_ports
+    }
+    if isinstance(old, Mapping):
+        previous = ProductEntry.from_body({"metadata": {}, **old}).product
+        if previous is not None:
+            refs |= {
+                f"{p.domain or previous.spec.domain}/{p.product}" for p in previous.spec.input_ports
+            }
+    own = entry.product.ref
+    neighbours = [
+        e
+        for e in products
+        if e.product is not None
+        and e.key != entry.key
+        and (
+            e.product.ref in refs
+            or any(
+                f"{p.domain or e.product.spec.domain}/{p.product}" == own
+                for p in e.product.spec.input_ports
+            )
+        )
+    ]
+    policies = _policies(policy_index)
+    State.reconciler.fan_out(
+        neighbours,
+        lambda e: State.reconciler.reconcile(
+            e,
+            policies=policies,
+            products=products,
+            namespaces=namespaces,
+            trigger="lineage",
+            provision=False,
+        ),
+    )
+
+
+# -- policies ---------------------------------------------------------------------------------
+
+
+@kopf.on.create(*POLICIES)
+@kopf.on.update(*POLICIES)
+@kopf.on.delete(*POLICIES, optional=True)
+def policy_changed(
+    body: kopf.Body,
+    old: Any,
+    reason: str,
+    namespace: str,
+    name: str,
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    ref = f"{namespace}/{name}"
+    deleted = reason == "delete"
+    policies = [c for c in _policies(policy_index) if not (deleted and c.ref == ref)]
+    before = _parse_policy(old) if isinstance(old, Mapping) else None
+    after = None if deleted else _parse_policy(body)
+    products = _products(product_index)
+    namespaces = _namespaces(namespace_index)
+    reconciler = State.reconciler
+    affected = reconciler.affected_by(ref, before, after, products)
+    outcomes = reconciler.fan_out(
+        affected,
+        lambda e: reconciler.reconcile(
+            e,
+            policies=policies,
+            products=products,
+            namespaces=namespaces,
+            trigger="policy",
+            provision=False,
+        ),
+    )
+    changed = sum(1 for o in outcomes if o and o.wrote_status)
+    logger.info(f"policy {ref} {reason}: re-evaluated {len(affected)} products, {changed} changed")
+    if not deleted:
+        compiled = next((c for c in policies if c.ref == ref), None)
+        reconciler.policy_status(compiled, body, products, namespaces)
+
+
+@kopf.on.resume(*POLICIES)
+def policy_resumed(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    ref = f"{namespace}/{name}"
+    compiled = next((c for c in _policies(policy_index) if c.ref == ref), None)
+    State.reconciler.policy_status(
+        compiled, body, _products(product_index), _namespaces(namespace_index)
+    )
+
+
+def _parse_policy(body: Mapping[str, Any] | None) -> GovernancePolicy | None:
+    if not body or "spec" not in body:
+        return None
+    try:
+        return GovernancePolicy.model_validate({"metadata": {}, **dict(body)})
+    except ValueError:
+        return None
+
+
+# -- operator lifecycle -----------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def startup(
+    settings: kopf.OperatorSettings,
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    settings.persistence.finalizer = f"{GROUP}/storage-protection"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # the reconciler posts one event per state change
+    settings.execution.max_workers = State.settings.workers
+    settings.batching.worker_limit = State.settings.workers * 4
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    if State.settings.resync_seconds:
+        asyncio.get_running_loop().create_task(
+            _resync(policy_index, product_index, namespace_index)
+        )
+
+
+async def _resync(
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
+) -> None:
+    """Level-triggered safety net: re-check every product (and repair drifted or deleted
+    children) on a timer. Writes nothing for products that are as they should be."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(State.settings.resync_seconds)
+        try:
+            await loop.run_in_executor(
+                None,
+                _resync_once,
+                _policies(policy_index),
+                _products(product_index),
+                _namespaces(namespace_index),
+            )
+        except Exception:
+            metrics.UNHANDLED_ERRORS.labels("resync").inc()
+            log.exception("resync failed")
+
+
+def _resync_once(
+    policies: list[policy.CompiledPolicy], products: list[ProductEntry], namespaces: dict[str, str]
+) -> None:
+    reconciler = State.reconciler
+    live = [e for e in products if not e.deleting]
+    reconciler.fan_out(
+        live,
+        lambda e: reconciler.reconcile(
+            e, policies=policies, products=products, namespaces=namespaces, trigger="resync"
+        ),
+    )
+
+
+@kopf.on.probe(id="products")
+def probe_products(product_index: kopf.Index[Any, Any], **_: Any) -> int:
+    return sum(len(store) for store in product_index.values())

@@ -1,0 +1,76 @@
+"""`datamesh-operator`: read settings once, start the endpoints, hand over to kopf."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import kopf
+
+from datamesh import handlers, metrics
+from datamesh.kube import Cluster
+from datamesh.settings import Settings, SettingsError
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("k8s_obj", "k8s_skip"):
+            value = getattr(record, key, None)
+            if isinstance(value, dict):
+                out["object"] = {k: value.get(k) for k in ("kind", "namespace", "name")}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"datamesh-operator: bad setting: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    try:
+        cluster = Cluster.connect(pool_size=settings.workers * 2)
+    except Exception as exc:
+        print(f"datamesh-operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
+        return 2
+    handlers.configure(settings, cluster)
+    metrics.serve(settings.metrics_port, settings.bind_address)
+    liveness = (
+        f"http://{settings.bind_address}:{settings.health_port}/healthz"
+        if settings.health_port
+        else None
+    )
+    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=kopf.LogFormat.FULL)
+    setup_logging(settings)  # kopf.configure replaces handlers; keep ours
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

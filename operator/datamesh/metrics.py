@@ -1,0 +1,50 @@
+"""Prometheus metrics of the operator. One registry, served by ``serve``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter(
+    "datamesh_reconciles_total",
+    "Product reconciles, by trigger and outcome.",
+    ["trigger", "outcome"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "datamesh_reconcile_duration_seconds",
+    "Time to reconcile one product.",
+    ["trigger"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+API_WRITES = Counter(
+    "datamesh_api_writes_total",
+    "Writes the operator sent to the apiserver.",
+    ["verb", "kind"],
+    registry=REGISTRY,
+)
+PRODUCTS_BY_PHASE = Gauge(
+    "datamesh_products",
+    "Products by phase, as of the last reconcile of each.",
+    ["phase"],
+    registry=REGISTRY,
+)
+VIOLATIONS = Gauge(
+    "datamesh_policy_violations",
+    "Products violating each policy.",
+    ["policy", "enforcement"],
+    registry=REGISTRY,
+)
+UNHANDLED_ERRORS = Counter(
+    "datamesh_unhandled_errors_total",
+    "Errors that escaped a handler.",
+    ["handler"],
+    registry=REGISTRY,
+)
+
+
+def serve(port: int, address: str) -> None:
+    if port:
+        start_http_server(port, addr=address, registry=REGISTRY)

@@ -1,0 +1,388 @@
+"""Provisioning plans: the Kubernetes objects a product should have. Pure, no I/O.
+
+``plan`` returns the desired children of a product; the operator creates what is missing,
+patches what drifted (``drifted``) and leaves the rest alone, so that reconciling an
+unchanged product writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from datamesh.model import API_VERSION, DataProduct
+
+MANAGED_BY = "datamesh-operator"
+LABEL_PRODUCT = "datamesh.io/product"
+LABEL_DOMAIN = "datamesh.io/domain"
+LABEL_RETAINED = "datamesh.io/retained"
+CONTRACT_KEY = "contract.yaml"
+PIPELINE_UID = 65532  # the conventional "nonroot" user of distroless images
+# Members of a domain reach its products through this group (mapped by your identity
+# provider or authenticating proxy).
+DOMAIN_GROUP = "datamesh:domain:{domain}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Children's names, all derived from the product's name (at most 40 characters, so
+    every one stays within the 63-character limit of names and label values)."""
+
+    product: str
+
+    @property
+    def claim(self) -> str:
+        return f"{self.product}-data"
+
+    @property
+    def cron_job(self) -> str:
+        return f"{self.product}-pipeline"
+
+    @property
+    def service_account(self) -> str:
+        return f"{self.product}-pipeline"
+
+    @property
+    def config_map(self) -> str:
+        return f"{self.product}-contract"
+
+    @property
+    def role(self) -> str:
+        return f"{self.product}-reader"
+
+    @property
+    def role_binding(self) -> str:
+        return f"{self.product}-reader"
+
+
+@dataclass(frozen=True)
+class Child:
+    """One desired object: its kind (as the operator's client knows it) and manifest."""
+
+    kind: str  # PersistentVolumeClaim, CronJob, ConfigMap, ServiceAccount, Role, RoleBinding
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+
+def labels(product: DataProduct) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "datamesh",
+        LABEL_PRODUCT: product.metadata.name,
+        LABEL_DOMAIN: product.spec.domain,
+    }
+
+
+def owner_reference(product: DataProduct, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DataProduct",
+        "name": product.metadata.name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(product: DataProduct, uid: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": product.metadata.namespace,
+        "labels": labels(product),
+        "ownerReferences": [owner_reference(product, uid)],
+        **extra,
+    }
+
+
+def contract_document(product: DataProduct) -> dict[str, Any]:
+    """What consumers may rely on: schema, SLA, ports, owner, version."""
+    spec = product.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    keep = (
+        "domain",
+        "version",
+        "type",
+        "classification",
+        "owner",
+        "description",
+        "schema",
+        "sla",
+        "outputPorts",
+        "qualityChecks",
+        "deprecation",
+    )
+    return {"product": product.metadata.name, **{k: spec[k] for k in keep if k in spec}}
+
+
+def storage_claim(product: DataProduct, uid: str) -> Child | None:
+    storage = product.spec.storage
+    if storage is None:
+        return None
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class:
+        spec["storageClassName"] = storage.storage_class
+    annotations = {
+        "datamesh.io/classification": str(product.spec.classification),
+        "datamesh.io/retention-days": str(product.spec.retention_days),
+        "datamesh.io/encryption-at-rest": str(storage.encryption.at_rest).lower(),
+    }
+    if storage.encryption.kms_key:
+        annotations["datamesh.io/kms-key"] = storage.encryption.kms_key
+    names = Names(product.metadata.name)
+    return Child(
+        "PersistentVolumeClaim",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(product, uid, names.claim, annotations=annotations),
+            "spec": spec,
+        },
+    )
+
+
+def pipeline(product: DataProduct, uid: str, *, suspend: bool) -> Child | None:
+    """The refresh CronJob, under the "restricted" Pod Security Standard."""
+    job = product.spec.pipeline
+    if job is None:
+        return None
+    names = Names(product.metadata.name)
+    mounts = [
+        {"name": "contract", "mountPath": "/etc/datamesh/contract", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "contract", "configMap": {"name": names.config_map}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if product.spec.storage is not None:
+        mounts.insert(0, {"name": "data", "mountPath": "/data"})
+        volumes.insert(0, {"name": "data", "persistentVolumeClaim": {"claimName": names.claim}})
+    container: dict[str, Any] = {
+        "name": "pipeline",
+        "image": job.image,
+        "env": [
+            {"name": "DATAMESH_PRODUCT", "value": product.metadata.name},
+            {"name": "DATAMESH_DOMAIN", "value": product.spec.domain},
+            {"name": "DATAMESH_VERSION", "value": product.spec.version},
+        ],
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if job.command:
+        container["command"] = list(job.command)
+    pod = {
+        "metadata": {"labels": labels(product)},
+        "spec": {
+            "serviceAccountName": names.service_account,
+            "automountServiceAccountToken": False,
+            "restartPolicy": "Never",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": PIPELINE_UID,
+                "runAsGroup": PIPELINE_UID,
+                "fsGroup": PIPELINE_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+    return Child(
+        "CronJob",
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": _meta(product, uid, names.cron_job),
+            "spec": {
+                "schedule": job.schedule,
+                "suspend": suspend or job.suspend,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "metadata": {"labels": labels(product)},
+                    "spec": {"backoffLimit": 2, "template": pod},
+                },
+            },
+        },
+    )
+
+
+def contract_config_map(product: DataProduct, uid: str) -> Child:
+    body = yaml.safe_dump(contract_document(product), sort_keys=True, width=100)
+    return Child(
+        "ConfigMap",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(product, uid, Names(product.metadata.name).config_map),
+            "data": {CONTRACT_KEY: body},
+        },
+    )
+
+
+def service_account(product: DataProduct, uid: str) -> Child:
+    return Child(
+        "ServiceAccount",
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(product, uid, Names(product.metadata.name).service_account),
+            "automountServiceAccountToken": False,
+        },
+    )
+
+
+def reader_role(product: DataProduct, uid: str) -> Child:
+    names = Names(product.metadata.name)
+    return Child(
+        "Role",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(product, uid, names.role),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [names.config_map],
+                    "verbs": ["get", "watch"],
+                },
+                {
+                    "apiGroups": ["datamesh.io"],
+                    "resources": ["dataproducts"],
+                    "resourceNames": [product.metadata.name],
+                    "verbs": ["get", "watch"],
+                },
+            ],
+        },
+    )
+
+
+def reader_subjects(product: DataProduct) -> list[dict[str, str]]:
+    readers = product.spec.access.readers
+    subjects = [
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": DOMAIN_GROUP.format(domain=d),
+        }
+        for d in readers.domains
+    ]
+    subjects += [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}
+        for g in readers.groups
+    ]
+    for ref in readers.service_accounts:
+        namespace, name = ref.split("/", 1)
+        subjects.append({"kind": "ServiceAccount", "name": name, "namespace": namespace})
+    return subjects
+
+
+def reader_binding(product: DataProduct, uid: str) -> Child:
+    names = Names(product.metadata.name)
+    return Child(
+        "RoleBinding",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(product, uid, names.role_binding),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": names.role,
+            },
+            "subjects": reader_subjects(product),
+        },
+    )
+
+
+def plan(product: DataProduct, uid: str, *, compliant: bool) -> list[Child]:
+    """Every child the product should have, in creation order (the claim and contract
+    before the job that mounts them). A non-compliant product's job is planned suspended;
+    the caller only creates what is new for compliant products."""
+    children = [
+        storage_claim(product, uid),
+        contract_config_map(product, uid),
+        service_account(product, uid),
+        reader_role(product, uid),
+        reader_binding(product, uid),
+        pipeline(product, uid, suspend=not compliant),
+    ]
+    return [c for c in children if c is not None]
+
+
+def contains(existing: Any, desired: Any) -> bool:
+    """Whether ``existing`` already has everything ``desired`` sets. The apiserver adds
+    defaults and other controllers add fields; those never count as drift."""
+    if isinstance(desired, Mapping):
+        return isinstance(existing, Mapping) and all(
+            contains(existing.get(k), v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(existing, list)
+            and len(existing) == len(desired)
+            and all(contains(e, d) for e, d in zip(existing, desired, strict=True))
+        )
+    return bool(existing == desired)
+
+
+# Fields of each kind the operator owns and patches; the rest is left to others.
+_OWNED_TOP = {
+    "PersistentVolumeClaim": ("spec",),
+    "CronJob": ("spec",),
+    "ConfigMap": ("data",),
+    "ServiceAccount": ("automountServiceAccountToken",),
+    "Role": ("rules",),
+    "RoleBinding": ("subjects",),
+}
+
+
+def drift_patch(child: Child, existing: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that brings ``existing`` to the desired state, or None when it is
+    already there. A claim's spec is immutable but for its size, so only that is patched."""
+    desired = child.manifest
+    meta = desired["metadata"]
+    current_meta = existing.get("metadata", {})
+    patch: dict[str, Any] = {}
+    meta_patch: dict[str, Any] = {}
+    current_labels = current_meta.get("labels") or {}
+    if not contains(current_labels, meta["labels"]) or LABEL_RETAINED in current_labels:
+        # A retained claim being re-adopted loses its "retained" mark.
+        meta_patch["labels"] = {
+            **meta["labels"],
+            **({LABEL_RETAINED: None} if LABEL_RETAINED in current_labels else {}),
+        }
+    if "annotations" in meta and not contains(
+        current_meta.get("annotations", {}), meta["annotations"]
+    ):
+        meta_patch["annotations"] = meta["annotations"]
+    if not contains(current_meta.get("ownerReferences", []), meta["ownerReferences"]):
+        meta_patch["ownerReferences"] = meta["ownerReferences"]
+    if meta_patch:
+        patch["metadata"] = meta_patch
+    for key in _OWNED_TOP[child.kind]:
+        if child.kind == "PersistentVolumeClaim":
+            size = desired["spec"]["resources"]
+            if not contains(existing.get("spec", {}).get("resources"), size):
+                patch["spec"] = {"resources": size}
+            continue
+        if not contains(existing.get(key), desired.get(key)):
+            patch[key] = desired.get(key)
+    return patch or None

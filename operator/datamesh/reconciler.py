@@ -1,0 +1,536 @@
+"""Reconciling products and policies: gather what is observed, call the pure functions,
+apply the difference. The kopf handlers in ``handlers`` only wire events to this.
+
+Level-triggered and idempotent: every call computes the whole desired state from the
+product, the policies and the children it finds, and writes only what differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from datamesh import metrics, policy, provisioning, status
+from datamesh.kube import Cluster, api_message, is_status
+from datamesh.lineage import Graph
+from datamesh.model import (
+    API_VERSION,
+    Children,
+    Condition,
+    DataProduct,
+    DeletionPolicy,
+    GovernancePolicy,
+    Lineage,
+    Phase,
+)
+from datamesh.settings import Settings
+
+log = logging.getLogger("datamesh.reconciler")
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ProductEntry:
+    """A product as the in-memory index holds it: parsed, with identity and status."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    status: Mapping[str, Any]
+    product: DataProduct | None
+    error: str | None = None
+    deleting: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ProductEntry:
+        meta = body.get("metadata", {})
+        product: DataProduct | None = None
+        error = None
+        try:
+            product = DataProduct.model_validate(dict(body))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            error = f"{where}: {first['msg']}"
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            status=dict(body.get("status") or {}),
+            product=product,
+            error=error,
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+
+def compile_policy_body(body: Mapping[str, Any]) -> policy.CompiledPolicy | None:
+    try:
+        return policy.compile_policy(GovernancePolicy.model_validate(dict(body)))
+    except ValidationError:
+        return None  # the apiserver's schema makes this unreachable; never crash on it
+
+
+@dataclass
+class Outcome:
+    phase: str
+    compliant: bool
+    violated_policies: frozenset[str] = frozenset()
+    wrote_status: bool = False
+
+
+@dataclass
+class Tally:
+    """Per-product phase and violations, so gauges are exact without rescanning."""
+
+    phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    violations: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(
+        self, key: tuple[str, str], phase: str | None, violated: frozenset[tuple[str, str]]
+    ) -> None:
+        with self.lock:
+            old_phase = self.phases.pop(key, None)
+            if old_phase:
+                metrics.PRODUCTS_BY_PHASE.labels(old_phase).dec()
+            for pol, enf in self.violations.pop(key, frozenset()):
+                metrics.VIOLATIONS.labels(pol, enf).dec()
+            if phase is None:
+                return
+            self.phases[key] = phase
+            metrics.PRODUCTS_BY_PHASE.labels(phase).inc()
+            self.violations[key] = violated
+            for pol, enf in violated:
+                metrics.VIOLATIONS.labels(pol, enf).inc()
+
+
+class Reconciler:
+    def __init__(self, cluster: Cluster, settings: Settings, clock: Clock = utcnow) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.clock = clock
+        self.tally = Tally()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # -- products ------------------------------------------------------------------------
+
+    def namespace_domain(self, namespace: str, namespaces: Mapping[str, str]) -> str:
+        """A namespace belongs to the domain in its `datamesh.io/domain` label, or to the
+        domain of its own name."""
+        return namespaces.get(namespace, namespace)
+
+    def reconcile(
+        self,
+        entry: ProductEntry,
+        *,
+        policies: Iterable[policy.CompiledPolicy],
+        products: Iterable[ProductEntry],
+        namespaces: Mapping[str, str],
+        trigger: str,
+        provision: bool = True,
+    ) -> Outcome:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with self._lock(entry.key):
+                result = self._reconcile(entry, policies, products, namespaces, provision)
+            outcome = "changed" if result.wrote_status else "unchanged"
+            return result
+        finally:
+            metrics.RECONCILES.labels(trigger, outcome).inc()
+            metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+
+    def _reconcile(
+        self,
+        entry: ProductEntry,
+        policies: Iterable[policy.CompiledPolicy],
+        products: Iterable[ProductEntry],
+        namespaces: Mapping[str, str],
+        provision: bool,
+    ) -> Outcome:
+        if entry.product is None:
+            return self._invalid(entry)
+        product = entry.product
+        now = self.clock()
+        evaluation = policy.evaluate(
+            product,
+            policies,
+            now=now,
+            platform_namespace=self.settings.platform_namespace,
+            namespace_domain=self.namespace_domain(entry.namespace, namespaces),
+        )
+        previous = entry.status
+        was_compliant = (previous.get("compliance") or {}).get("compliant")
+        if provision or was_compliant is not evaluation.compliant or not previous:
+            observed = self.ensure_children(product, entry.uid, evaluation.compliant)
+        else:
+            observed = observed_from_status(product, previous)
+        new = status.compute(
+            generation=entry.generation,
+            evaluation=evaluation,
+            observed=observed,
+            lineage=lineage_of(product, products),
+            previous=previous,
+            now=now,
+        )
+        wrote = self._write_status(entry, previous, status.to_dict(new))
+        violated = frozenset((v.policy, str(v.enforcement)) for v in evaluation.violations)
+        self.tally.record(entry.key, str(new.phase), violated)
+        return Outcome(
+            str(new.phase), evaluation.compliant, frozenset(p for p, _ in violated), wrote
+        )
+
+    def _invalid(self, entry: ProductEntry) -> Outcome:
+        """An object the apiserver stored but the model refuses (e.g. after a schema
+        change): report it in status, touch nothing else."""
+        now = self.clock()
+        prev = entry.status.get("conditions") or []
+        ready = status.condition(
+            "Ready", False, "InvalidSpec", entry.error or "invalid", prev, now, entry.generation
+        )
+        new = {
+            "observedGeneration": entry.generation,
+            "phase": Phase.FAILED.value,
+            "conditions": [ready.model_dump(by_alias=True, exclude_none=True)],
+        }
+        merged = {**entry.status, **new}
+        wrote = self._write_status(entry, entry.status, merged)
+        self.tally.record(entry.key, Phase.FAILED.value, frozenset())
+        return Outcome(Phase.FAILED.value, False, wrote_status=wrote)
+
+    def _write_status(
+        self, entry: ProductEntry, old: Mapping[str, Any], new: dict[str, Any]
+    ) -> bool:
+        patch = status.merge_patch(dict(old), new)
+        if patch is None:
+            return False
+        self.cluster.patch(
+            "DataProduct", entry.namespace, entry.name, {"status": patch}, sub="status"
+        )
+        self._events(entry, old, new)
+        return True
+
+    def _events(self, entry: ProductEntry, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """One Event per state change: phase, and compliance verdict."""
+        old_phase, new_phase = old.get("phase"), new.get("phase")
+        if old_phase == new_phase:
+            return
+        ready: Mapping[str, Any] = next(
+            (c for c in new.get("conditions", []) if c["type"] == "Ready"), {}
+        )
+        kind = "Normal" if new_phase in (Phase.READY.value, Phase.PROVISIONING.value) else "Warning"
+        message = f"phase {old_phase or 'none'} -> {new_phase}: {ready.get('message', '')}"
+        self.post_event(entry, kind, str(new_phase), message)
+
+    def post_event(self, entry: ProductEntry, kind: str, reason: str, message: str) -> None:
+        stamp = status.timestamp(self.clock())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{entry.name}.", "namespace": entry.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": "DataProduct",
+                "name": entry.name,
+                "namespace": entry.namespace,
+                "uid": entry.uid,
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": provisioning.MANAGED_BY},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.cluster.create("Event", entry.namespace, event)
+        except Exception as exc:  # an event is never worth failing a reconcile
+            log.warning(
+                "could not post event on %s/%s: %s", entry.namespace, entry.name, api_message(exc)
+            )
+
+    def ensure_children(self, product: DataProduct, uid: str, compliant: bool) -> status.Observed:
+        """Create what is missing (compliant products only), repair drift, suspend the
+        pipeline of a non-compliant product; never delete storage."""
+        names = provisioning.Names(product.metadata.name)
+        ns = product.metadata.namespace
+        found: dict[str, dict[str, Any]] = {}
+        problems: list[str] = []
+        for child in provisioning.plan(product, uid, compliant=compliant):
+            try:
+                existing = self.cluster.get(child.kind, ns, child.name)
+                if existing is None:
+                    if not compliant:
+                        continue  # provision nothing new for a non-compliant product
+                    try:
+                        existing = self.cluster.create(child.kind, ns, child.manifest)
+                    except Exception as exc:
+                        if not is_status(exc, 409):
+                            raise
+                        existing = self.cluster.get(child.kind, ns, child.name)
+                        if existing is None:
+                            raise
+                if compliant:
+                    patch = provisioning.drift_patch(child, existing)
+                elif child.kind == "CronJob" and not existing.get("spec", {}).get("suspend"):
+                    patch = {"spec": {"suspend": True}}
+                else:
+                    patch = None  # a non-compliant product's children are left as they are
+                if patch:
+                    existing = self.cluster.patch(child.kind, ns, child.name, patch)
+                found[child.kind] = existing
+            except Exception as exc:
+                problems.append(f"{child.kind} {child.name}: {api_message(exc)}")
+        if product.spec.pipeline is None:
+            self._remove_pipeline(ns, names.cron_job, problems)
+        cron = found.get("CronJob")
+        return status.Observed(
+            storage_wanted=product.spec.storage is not None,
+            storage_exists="PersistentVolumeClaim" in found,
+            pipeline_wanted=product.spec.pipeline is not None,
+            pipeline_exists=cron is not None,
+            pipeline_suspended=bool(cron and cron.get("spec", {}).get("suspend")),
+            children=Children(
+                storage_claim=names.claim if "PersistentVolumeClaim" in found else None,
+                cron_job=names.cron_job if cron else None,
+                config_map=names.config_map if "ConfigMap" in found else None,
+                service_account=names.service_account if "ServiceAccount" in found else None,
+                role=names.role if "Role" in found else None,
+                role_binding=names.role_binding if "RoleBinding" in found else None,
+            ),
+            problems=tuple(problems),
+        )
+
+    def _remove_pipeline(self, namespace: str, name: str, problems: list[str]) -> None:
+        try:
+            existing = self.cluster.get("CronJob", namespace, name)
+            labels = (existing or {}).get("metadata", {}).get("labels", {})
+            if existing and labels.get("app.kubernetes.io/managed-by") == provisioning.MANAGED_BY:
+                self.cluster.delete("CronJob", namespace, name)
+        except Exception as exc:
+            problems.append(f"CronJob {name}: {api_message(exc)}")
+
+    def finalize(self, entry: ProductEntry) -> str:
+        """On deletion: keep the claim (Retain, the default) or let it go (Delete)."""
+        product = entry.product
+        self.tally.record(entry.key, None, frozenset())
+        if product is None or product.spec.storage is None:
+            return "no storage"
+        claim_name = provisioning.Names(entry.name).claim
+        if product.spec.deletion_policy == DeletionPolicy.DELETE:
+            self.cluster.delete("PersistentVolumeClaim", entry.namespace, claim_name)
+            return f"deleted claim {claim_name}"
+        claim = self.cluster.get("PersistentVolumeClaim", entry.namespace, claim_name)
+        if claim is None:
+            return "no claim to retain"
+        owners = [
+            o for o in claim["metadata"].get("ownerReferences") or [] if o.get("uid") != entry.uid
+        ]
+        self.cluster.patch(
+            "PersistentVolumeClaim",
+            entry.namespace,
+            claim_name,
+            {
+                "metadata": {
+                    "ownerReferences": owners or None,
+                    "labels": {provisioning.LABEL_RETAINED: "true"},
+                },
+            },
+        )
+        return f"retained claim {claim_name}"
+
+    # -- policies ------------------------------------------------------------------------
+
+    def affected_by(
+        self,
+        ref: str,
+        old: GovernancePolicy | None,
+        new: GovernancePolicy | None,
+        products: Iterable[ProductEntry],
+    ) -> list[ProductEntry]:
+        """Products a policy change can touch: matched before, matched now, or carrying
+        the policy in their last evaluation."""
+        ns = self.settings.platform_namespace
+        out = []
+        for entry in products:
+            if entry.product is None or entry.deleting:
+                continue
+            listed = any(
+                p.get("policy") == ref
+                for p in (entry.status.get("compliance") or {}).get("policies") or []
+            )
+            if listed or any(
+                p is not None and policy.applies(p, entry.product, ns) for p in (old, new)
+            ):
+                out.append(entry)
+        return out
+
+    def fan_out(
+        self,
+        entries: list[ProductEntry],
+        work: Callable[[ProductEntry], Outcome],
+    ) -> list[Outcome | None]:
+        """Run ``work`` on many products with the configured number of threads; a failure
+        of one never stops the others."""
+
+        def safe(entry: ProductEntry) -> Outcome | None:
+            try:
+                return work(entry)
+            except Exception:
+                metrics.UNHANDLED_ERRORS.labels("fan-out").inc()
+                log.exception("reconciling %s/%s failed", entry.namespace, entry.name)
+                return None
+
+        if len(entries) <= 1:
+            return [safe(e) for e in entries]
+        with ThreadPoolExecutor(
+            max_workers=self.settings.workers, thread_name_prefix="datamesh-fanout"
+        ) as pool:
+            return list(pool.map(safe, entries))
+
+    def policy_status(
+        self,
+        compiled: policy.CompiledPolicy | None,
+        body: Mapping[str, Any],
+        products: Iterable[ProductEntry],
+        namespaces: Mapping[str, str],
+    ) -> bool:
+        """Valid condition, matched and violating counts. Returns whether it wrote."""
+        meta = body.get("metadata", {})
+        generation = int(meta.get("generation") or 0)
+        old = dict(body.get("status") or {})
+        now = self.clock()
+        if compiled is None:
+            valid = status.condition(
+                "Valid",
+                False,
+                "InvalidSpec",
+                "the policy does not match its schema",
+                old.get("conditions") or [],
+                now,
+                generation,
+            )
+            new: dict[str, Any] = {
+                "observedGeneration": generation,
+                "conditions": [valid.model_dump(by_alias=True, exclude_none=True)],
+                "errors": [],
+            }
+        else:
+            ns = self.settings.platform_namespace
+            matched = [
+                e
+                for e in products
+                if e.product is not None
+                and not e.deleting
+                and policy.applies(compiled.policy, e.product, ns)
+            ]
+            violating = 0
+            for entry in matched:
+                assert entry.product is not None
+                result = policy.evaluate(entry.product, [compiled], now=now, platform_namespace=ns)
+                violating += bool(result.violations)
+            if compiled.valid:
+                valid = status.condition(
+                    "Valid",
+                    True,
+                    "Compiled",
+                    f"{len(compiled.rules)} rules compiled",
+                    old.get("conditions") or [],
+                    now,
+                    generation,
+                )
+            else:
+                valid = status.condition(
+                    "Valid",
+                    False,
+                    "InvalidExpression",
+                    "; ".join(compiled.errors),
+                    old.get("conditions") or [],
+                    now,
+                    generation,
+                )
+            new = {
+                "observedGeneration": generation,
+                "conditions": [valid.model_dump(by_alias=True, exclude_none=True)],
+                "matched": len(matched),
+                "violating": violating,
+                "errors": list(compiled.errors),
+            }
+        patch = status.merge_patch(old, new)
+        if patch is None:
+            return False
+        self.cluster.patch(
+            "GovernancePolicy",
+            str(meta.get("namespace")),
+            str(meta.get("name")),
+            {"status": patch},
+            sub="status",
+        )
+        return True
+
+
+def lineage_of(product: DataProduct, products: Iterable[ProductEntry]) -> Lineage:
+    graph = Graph.of(e.product for e in products if e.product is not None and not e.deleting)
+    ref = product.ref
+    upstream = [u for u in graph.upstream.get(ref, ()) if u in graph.upstream]
+    if ref not in graph.upstream:  # the product itself is being deleted or not indexed yet
+        graph = Graph(
+            {
+                **graph.upstream,
+                ref: tuple(
+                    f"{p.domain or product.spec.domain}/{p.product}"
+                    for p in product.spec.input_ports
+                ),
+            }
+        )
+        upstream = [u for u in graph.upstream[ref] if u in graph.upstream]
+    return Lineage(upstream=upstream, downstream=graph.downstream(ref), missing=graph.missing(ref))
+
+
+def observed_from_status(product: DataProduct, previous: Mapping[str, Any]) -> status.Observed:
+    """What the last full reconcile saw, for re-evaluations that do not touch children."""
+    conditions = {c.get("type"): c for c in previous.get("conditions") or []}
+    children = Children.model_validate(previous.get("children") or {})
+    pipe = conditions.get("PipelineReady", {})
+    return status.Observed(
+        storage_wanted=product.spec.storage is not None,
+        storage_exists=children.storage_claim is not None,
+        pipeline_wanted=product.spec.pipeline is not None,
+        pipeline_exists=children.cron_job is not None,
+        pipeline_suspended="suspended" in str(pipe.get("message", "")),
+        children=children,
+    )
+
+
+def phase_counts(tally: Tally) -> Counter[str]:
+    with tally.lock:
+        return Counter(tally.phases.values())
+
+
+__all__ = ["Condition", "Outcome", "ProductEntry", "Reconciler", "compile_policy_body"]

@@ -1,0 +1,221 @@
+"""Status: what the operator writes back onto a product, computed without I/O.
+
+Conditions follow the Kubernetes conventions: ``lastTransitionTime`` changes only when a
+condition's status changes, so that an unchanged product's status is byte-for-byte the
+same and nothing is written (``merge_patch`` returns None).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from datamesh.model import (
+    Children,
+    Compliance,
+    Condition,
+    DataProductStatus,
+    Enforcement,
+    Lineage,
+    Phase,
+)
+from datamesh.policy import Evaluation
+
+MAX_MESSAGE = 1024
+
+
+def timestamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator saw of the product's children in this reconcile."""
+
+    storage_wanted: bool
+    storage_exists: bool
+    pipeline_wanted: bool
+    pipeline_exists: bool
+    pipeline_suspended: bool
+    children: Children
+    problems: tuple[str, ...] = ()  # API errors that stopped provisioning
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    previous: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+    generation: int,
+) -> Condition:
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=_clip(message),
+        last_transition_time=since or timestamp(now),
+        observed_generation=generation,
+    )
+
+
+def _compliance(
+    evaluation: Evaluation, previous: Mapping[str, Any] | None, now: dt.datetime
+) -> Compliance:
+    result = Compliance(
+        compliant=evaluation.compliant,
+        blocking=evaluation.blocking,
+        warnings=evaluation.warnings,
+        audits=evaluation.audits,
+        violation_count=len(evaluation.violations),
+        violations=list(evaluation.violations),
+        policies=list(evaluation.policies),
+    )
+    # evaluatedAt moves only when the verdict moves, so that re-evaluating an unchanged
+    # product writes nothing.
+    before = dict(previous or {})
+    before.pop("evaluatedAt", None)
+    same = before == result.model_dump(by_alias=True, exclude_none=True, mode="json")
+    stamp = (previous or {}).get("evaluatedAt") if same else None
+    return result.model_copy(update={"evaluated_at": stamp or timestamp(now)})
+
+
+def compute(
+    *,
+    generation: int,
+    evaluation: Evaluation,
+    observed: Observed,
+    lineage: Lineage,
+    previous: Mapping[str, Any] | None,
+    now: dt.datetime,
+) -> DataProductStatus:
+    prev = previous or {}
+    prev_conditions = prev.get("conditions") or []
+
+    def cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
+        return condition(type_, ok, reason, message, prev_conditions, now, generation)
+
+    blocking = [v for v in evaluation.violations if v.enforcement == Enforcement.BLOCK]
+    if evaluation.compliant:
+        compliant = cond(
+            "Compliant",
+            True,
+            "Compliant",
+            f"{len(evaluation.policies)} policies evaluated, no blocking "
+            f"violation ({evaluation.warnings} warnings)",
+        )
+    else:
+        compliant = cond(
+            "Compliant",
+            False,
+            "NonCompliant",
+            "; ".join(f"{v.policy}/{v.rule}: {v.message}" for v in blocking),
+        )
+
+    if not observed.storage_wanted:
+        storage = cond("StorageReady", True, "NotRequested", "the product asks for no storage")
+    elif observed.storage_exists:
+        storage = cond(
+            "StorageReady", True, "Provisioned", f"claim {observed.children.storage_claim} exists"
+        )
+    elif not evaluation.compliant:
+        storage = cond(
+            "StorageReady",
+            False,
+            "NonCompliant",
+            "storage is not provisioned while the product is non-compliant",
+        )
+    else:
+        storage = cond("StorageReady", False, "Provisioning", "the claim is being created")
+
+    if not observed.pipeline_wanted:
+        pipe = cond("PipelineReady", True, "NotRequested", "the product has no pipeline")
+    elif observed.pipeline_exists and not evaluation.compliant:
+        pipe = cond(
+            "PipelineReady",
+            False,
+            "Suspended",
+            f"cron job {observed.children.cron_job} is suspended: the product is non-compliant",
+        )
+    elif observed.pipeline_exists:
+        state = "suspended by spec.pipeline.suspend" if observed.pipeline_suspended else "active"
+        pipe = cond(
+            "PipelineReady", True, "Scheduled", f"cron job {observed.children.cron_job} is {state}"
+        )
+    elif not evaluation.compliant:
+        pipe = cond(
+            "PipelineReady",
+            False,
+            "NonCompliant",
+            "the pipeline is not provisioned while the product is non-compliant",
+        )
+    else:
+        pipe = cond("PipelineReady", False, "Provisioning", "the cron job is being created")
+
+    if lineage.missing:
+        lineage_cond = cond(
+            "LineageResolved",
+            False,
+            "UpstreamMissing",
+            "upstream products not found: " + ", ".join(lineage.missing),
+        )
+    else:
+        lineage_cond = cond(
+            "LineageResolved", True, "Resolved", f"{len(lineage.upstream)} upstream products found"
+        )
+
+    if observed.problems:
+        phase = Phase.FAILED
+        ready = cond("Ready", False, "ProvisioningFailed", "; ".join(observed.problems))
+    elif not evaluation.compliant:
+        phase = Phase.NON_COMPLIANT
+        ready = cond("Ready", False, "NonCompliant", compliant.message)
+    elif storage.status == "True" and pipe.status == "True":
+        phase = Phase.READY
+        ready = cond("Ready", True, "Ready", "compliant and every child is provisioned")
+    else:
+        phase = Phase.PROVISIONING
+        ready = cond("Ready", False, "Provisioning", "children are being provisioned")
+
+    return DataProductStatus(
+        observed_generation=generation,
+        phase=phase,
+        conditions=[compliant, storage, pipe, lineage_cond, ready],
+        compliance=_compliance(evaluation, prev.get("compliance"), now),
+        children=observed.children,
+        lineage=lineage,
+    )
+
+
+def to_dict(status: DataProductStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """RFC 7386 merge patch from ``old`` to ``new``; None when they are equal."""
+    if old == new:
+        return None
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return new
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            sub = merge_patch(old[key], value)
+            patch[key] = (
+                sub if isinstance(old[key], Mapping) and isinstance(value, Mapping) else value
+            )
+    return patch or None
