@@ -43,8 +43,19 @@ def configure(settings: Settings, cluster: Cluster) -> None:
 
 @kopf.index(*POLICIES)
 def policy_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
+    """Compiled once per change; the status is kept to write only what changed."""
     compiled = compile_policy_body(body)
-    return {(namespace, name): compiled} if compiled is not None else {}
+    if compiled is None:
+        return {}
+    snapshot = {
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "generation": body.get("metadata", {}).get("generation"),
+        },
+        "status": dict(body.get("status") or {}),
+    }
+    return {(namespace, name): (compiled, snapshot)}
 
 
 @kopf.index(*PRODUCTS)
@@ -58,7 +69,7 @@ def namespace_index(name: str, labels: kopf.Labels, **_: Any) -> Any:
 
 
 def _policies(idx: kopf.Index[Any, Any]) -> list[policy.CompiledPolicy]:
-    return [c for store in idx.values() for c in store]
+    return [compiled for store in idx.values() for compiled, _ in store]
 
 
 def _products(idx: kopf.Index[Any, Any]) -> list[ProductEntry]:
@@ -274,7 +285,7 @@ async def _resync(
             await loop.run_in_executor(
                 None,
                 _resync_once,
-                _policies(policy_index),
+                policy_index,
                 _products(product_index),
                 _namespaces(namespace_index),
             )
@@ -284,9 +295,10 @@ async def _resync(
 
 
 def _resync_once(
-    policies: list[policy.CompiledPolicy], products: list[ProductEntry], namespaces: dict[str, str]
+    policy_index: kopf.Index[Any, Any], products: list[ProductEntry], namespaces: dict[str, str]
 ) -> None:
     reconciler = State.reconciler
+    policies = _policies(policy_index)
     live = [e for e in products if not e.deleting]
     reconciler.fan_out(
         live,
@@ -294,6 +306,10 @@ def _resync_once(
             e, policies=policies, products=products, namespaces=namespaces, trigger="resync"
         ),
     )
+    # Matched and violating counts move with the products; refresh them here too.
+    for store in list(policy_index.values()):
+        for compiled, snapshot in store:
+            reconciler.policy_status(compiled, snapshot, products, namespaces)
 
 
 @kopf.on.probe(id="products")

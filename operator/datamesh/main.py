@@ -43,6 +43,8 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -66,8 +68,7 @@ def main() -> int:
         if settings.health_port
         else None
     )
-    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=kopf.LogFormat.FULL)
-    setup_logging(settings)  # kopf.configure replaces handlers; keep ours
+    # kopf.configure() is not called: it disables loggers created before it, ours included.
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
     return 0
 

@@ -485,6 +485,13 @@ class Reconciler:
         patch = status.merge_patch(old, new)
         if patch is None:
             return False
+        log.debug(
+            "policy %s/%s status patch: %s (was %s)",
+            meta.get("namespace"),
+            meta.get("name"),
+            patch,
+            old,
+        )
         self.cluster.patch(
             "GovernancePolicy",
             str(meta.get("namespace")),
