@@ -1,0 +1,86 @@
+"""Status computation: conditions, phases and the no-write guarantee."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from datamesh import policy, status
+from datamesh.model import Children, Lineage
+from tests.factories import policy_obj, product
+
+T0 = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
+T1 = T0 + dt.timedelta(minutes=5)
+ALL = status.Observed(
+    True, True, True, True, False, Children(storage_claim="orders-data", cron_job="orders-pipeline")
+)
+
+
+def evaluation(ok: bool) -> policy.Evaluation:
+    rule = {"name": "r", "expression": "true" if ok else "false", "message": "fix it"}
+    return policy.evaluate(product(), [policy.compile_policy(policy_obj(rules=[rule]))], now=T0)
+
+
+def compute(ok: bool, observed: status.Observed = ALL, previous=None, now=T0):  # type: ignore[no-untyped-def]
+    return status.to_dict(
+        status.compute(
+            generation=3,
+            evaluation=evaluation(ok),
+            observed=observed,
+            lineage=Lineage(),
+            previous=previous,
+            now=now,
+        )
+    )
+
+
+def conditions(st: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
+
+
+def test_compliant_product_with_all_children_is_ready() -> None:
+    st = compute(True)
+    assert st["phase"] == "Ready" and st["observedGeneration"] == 3
+    assert conditions(st)["Ready"] == ("True", "Ready")
+    assert st["compliance"]["compliant"] is True
+
+
+def test_non_compliant_product_names_the_rule() -> None:
+    st = compute(False)
+    assert st["phase"] == "NonCompliant"
+    assert conditions(st)["Ready"] == ("False", "NonCompliant")
+    assert conditions(st)["PipelineReady"] == ("False", "Suspended")
+    assert "datamesh-system/p/r: fix it" in st["conditions"][0]["message"]
+    assert st["compliance"]["blocking"] == 1 and st["compliance"]["violationCount"] == 1
+
+
+def test_missing_children_mean_provisioning_and_problems_mean_failed() -> None:
+    none = status.Observed(True, False, True, False, False, Children())
+    assert compute(True, none)["phase"] == "Provisioning"
+    failed = status.Observed(
+        True, False, True, False, False, Children(), problems=("CronJob x: forbidden",)
+    )
+    st = compute(True, failed)
+    assert st["phase"] == "Failed" and "forbidden" in st["conditions"][-1]["message"]
+
+
+def test_unchanged_product_gets_an_identical_status_so_nothing_is_written() -> None:
+    first = compute(True)
+    again = compute(True, previous=first, now=T1)
+    assert again == first
+    assert status.merge_patch(first, again) is None
+
+
+def test_transition_time_moves_only_when_the_status_moves() -> None:
+    first = compute(True)
+    flipped = compute(False, previous=first, now=T1)
+    times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
+    assert times["Compliant"] == status.timestamp(T1)
+    assert times["StorageReady"] == status.timestamp(T0)  # still True
+    assert flipped["compliance"]["evaluatedAt"] == status.timestamp(T1)
+
+
+def test_merge_patch_removes_keys_and_keeps_equal_ones_out() -> None:
+    old = {"a": 1, "b": {"c": 2, "d": 3}, "gone": True}
+    new = {"a": 1, "b": {"c": 2, "d": 4}, "added": [1]}
+    assert status.merge_patch(old, new) == {"gone": None, "b": {"d": 4}, "added": [1]}
+    assert status.merge_patch(new, new) is None
