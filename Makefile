@@ -8,6 +8,7 @@ VENV ?= .venv
 CACHE ?= $(or $(DATAMESH_CACHE),$(CURDIR)/.cache)
 export DATAMESH_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
+KUBECTL = $(shell bash hack/build-control-plane.sh 2>/dev/null | tail -1)/kubectl
 CLUSTER ?= local
 CLUSTER_DIR ?= $(CACHE)/cluster
 # The kind alternative, for machines with a Docker engine (not this one).
@@ -25,6 +26,19 @@ help: ## Show this help.
 .PHONY: demo
 demo: venv cluster-up ## Start the local control plane and run the data mesh on it.
 	@$(PY) hack/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig
+
+##@ Operator
+
+# The cluster `run` and `install` talk to: $KUBECONFIG when set, else the local one.
+RUN_KUBECONFIG ?= $(or $(KUBECONFIG),$(CLUSTER_DIR)/kubeconfig)
+
+.PHONY: install
+install: venv tools ## Install the CRDs into the cluster of RUN_KUBECONFIG.
+	$(KUBECTL) --kubeconfig $(RUN_KUBECONFIG) apply --server-side -f crds/
+
+.PHONY: run
+run: venv ## Run the operator in the foreground against RUN_KUBECONFIG.
+	KUBECONFIG=$(RUN_KUBECONFIG) $(VENV)/bin/datamesh-operator
 
 ##@ Development
 
