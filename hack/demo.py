@@ -24,7 +24,9 @@ def main() -> int:
     args = parser.parse_args()
     bin_dir = subprocess.run(
         ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()[-1]
     kubectl = [f"{bin_dir}/kubectl", f"--kubeconfig={args.kubeconfig}"]
 
@@ -48,24 +50,30 @@ def main() -> int:
     print("\nStarting the operator (logs in .cache/demo-operator.log) ...", flush=True)
     log_path = ROOT / ".cache" / "demo-operator.log"
     log_path.parent.mkdir(exist_ok=True)
-    env = {**os.environ, "KUBECONFIG": str(args.kubeconfig), "DATAMESH_METRICS_PORT": "0",
-           "DATAMESH_HEALTH_PORT": "0"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(args.kubeconfig),
+        "DATAMESH_METRICS_PORT": "0",
+        "DATAMESH_HEALTH_PORT": "0",
+    }
     with log_path.open("wb") as log:
-        operator = subprocess.Popen([sys.executable, "-m", "datamesh.main"], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "datamesh.main"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             items = json.loads(run("get", "dataproducts", "-A", "-o", "json", quiet=True))["items"]
             policies = json.loads(run("get", "gp", "-A", "-o", "json", quiet=True))["items"]
-            pending = [i["metadata"]["name"] for i in [*items, *policies]
-                       if i.get("status", {}).get("observedGeneration")
-                       != i["metadata"]["generation"]]
+            pending = [
+                i["metadata"]["name"]
+                for i in [*items, *policies]
+                if i.get("status", {}).get("observedGeneration") != i["metadata"]["generation"]
+            ]
             if not pending:
                 break
             if operator.poll() is not None or time.monotonic() > deadline:
-                print(f"the operator did not reconcile {pending}; see {log_path}",
-                      file=sys.stderr)
+                print(f"the operator did not reconcile {pending}; see {log_path}", file=sys.stderr)
                 return 1
             time.sleep(0.5)
         print(f"Every product reconciled ({len(items)}).\n", flush=True)
@@ -77,9 +85,11 @@ def main() -> int:
     finally:
         operator.terminate()
         operator.wait(timeout=30)
-    print(f"\nThe control plane is still up: export KUBECONFIG={args.kubeconfig}\n"
-          "Keep the operator running with `make run`; stop everything with "
-          "`make cluster-down`.")
+    print(
+        f"\nThe control plane is still up: export KUBECONFIG={args.kubeconfig}\n"
+        "Keep the operator running with `make run`; stop everything with "
+        "`make cluster-down`."
+    )
     return 0
 
 

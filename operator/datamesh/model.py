@@ -493,7 +493,8 @@ class Compliance(ApiModel):
     violation_count: int = _d("Number of failed rules of any enforcement.", default=0)
     violations: list[Violation] = _d("Failed rules, in a stable order.", default_factory=list)
     policies: list[EvaluatedPolicy] = _d(
-        "Policies evaluated with their generations.", default_factory=list
+        "Policies evaluated, with the generations that produced the current verdict.",
+        default_factory=list,
     )
     evaluated_at: str | None = _d(
         "When the evaluation result last changed (RFC 3339).", default=None

@@ -18,6 +18,7 @@ from datamesh.model import (
     Condition,
     DataProductStatus,
     Enforcement,
+    EvaluatedPolicy,
     Lineage,
     Phase,
 )
@@ -81,13 +82,25 @@ def _compliance(
         violations=list(evaluation.violations),
         policies=list(evaluation.policies),
     )
-    # evaluatedAt moves only when the verdict moves, so that re-evaluating an unchanged
-    # product writes nothing.
+    # The verdict is the violations and the set of policies that produced them. When it
+    # is unchanged, evaluatedAt and the recorded policy generations stay as they were, so
+    # that editing a policy without changing any result writes to no product.
     before = dict(previous or {})
-    before.pop("evaluatedAt", None)
-    same = before == result.model_dump(by_alias=True, exclude_none=True, mode="json")
-    stamp = (previous or {}).get("evaluatedAt") if same else None
-    return result.model_copy(update={"evaluated_at": stamp or timestamp(now)})
+    stamp = before.pop("evaluatedAt", None)
+    old_policies = before.pop("policies", None) or []
+    now_dump = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+    new_policies = now_dump.pop("policies")
+    same = before == now_dump and sorted(p.get("policy") for p in old_policies) == sorted(
+        p["policy"] for p in new_policies
+    )
+    if same and stamp:
+        return result.model_copy(
+            update={
+                "evaluated_at": stamp,
+                "policies": [EvaluatedPolicy.model_validate(p) for p in old_policies],
+            }
+        )
+    return result.model_copy(update={"evaluated_at": timestamp(now)})
 
 
 def compute(
