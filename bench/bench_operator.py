@@ -38,6 +38,7 @@ from datamesh.kube import Cluster  # noqa: E402
 _spec = importlib.util.spec_from_file_location("localcluster", ROOT / "hack" / "localcluster.py")
 assert _spec and _spec.loader
 localcluster = importlib.util.module_from_spec(_spec)
+sys.modules["localcluster"] = localcluster
 _spec.loader.exec_module(localcluster)
 
 DOMAINS = ["sales", "marketing", "finance", "product-analytics"]
@@ -138,7 +139,7 @@ def main() -> int:
         k("apply", "-R", "-f", str(ROOT / "policies"))
         k("create", "namespace", "bench-raw")
         os.environ["KUBECONFIG"] = str(state.kubeconfig)
-        client = Cluster.connect(pool_size=args.workers * 2)
+        client = Cluster.connect(pool_size=args.workers * 2, kubeconfig=str(state.kubeconfig))
 
         # -- the limit: raw writes with the same client and parallelism ----------------
         operator = Operator(state.kubeconfig, args.workers, work / "operator.log")

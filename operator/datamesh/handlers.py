@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from datamesh import metrics, policy
 from datamesh.kube import Cluster
+from datamesh.lineage import upstream_refs
 from datamesh.model import GROUP, VERSION, GovernancePolicy
 from datamesh.reconciler import ProductEntry, Reconciler, compile_policy_body
 from datamesh.settings import Settings
@@ -60,7 +61,36 @@ def policy_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
 
 @kopf.index(*PRODUCTS)
 def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-    return {(namespace, name): ProductEntry.from_body(body)}
+    """Each product under its key, plus lineage keys: ("ref", domain/name) for lookups
+    and ("consumer", upstream ref) -> its own ref, so lineage needs no scan."""
+    entry = ProductEntry.from_body(body)
+    keys: dict[Any, Any] = {("product", namespace, name): entry}
+    if entry.product is not None and not entry.deleting:
+        keys[("ref", entry.product.ref)] = (namespace, name)
+        for upstream in upstream_refs(entry.product):
+            keys[("consumer", upstream)] = entry.product.ref
+    return keys
+
+
+class IndexLookup:
+    """Lineage answers straight from the product index."""
+
+    def __init__(self, idx: kopf.Index[Any, Any]) -> None:
+        self.idx = idx
+
+    def exists(self, ref: str) -> bool:
+        return ("ref", ref) in self.idx
+
+    def consumers(self, ref: str) -> list[str]:
+        store = self.idx.get(("consumer", ref))
+        return list(store) if store is not None else []
+
+    def entry(self, ref: str) -> ProductEntry | None:
+        keys = self.idx.get(("ref", ref))
+        for namespace, name in keys or ():
+            for entry in self.idx.get(("product", namespace, name)) or ():
+                return cast(ProductEntry, entry)
+        return None
 
 
 @kopf.index("", "v1", "namespaces")
@@ -73,7 +103,7 @@ def _policies(idx: kopf.Index[Any, Any]) -> list[policy.CompiledPolicy]:
 
 
 def _products(idx: kopf.Index[Any, Any]) -> list[ProductEntry]:
-    return [e for store in idx.values() for e in store]
+    return [e for key, store in idx.items() if key[0] == "product" for e in store]
 
 
 def _namespaces(idx: kopf.Index[Any, Any]) -> dict[str, str]:
@@ -96,17 +126,16 @@ def reconcile_product(
     **_: Any,
 ) -> None:
     entry = ProductEntry.from_body(body)
-    products = _products(product_index)
     namespaces = _namespaces(namespace_index)
     State.reconciler.reconcile(
         entry,
         policies=_policies(policy_index),
-        products=products,
+        lineage=IndexLookup(product_index),
         namespaces=namespaces,
         trigger=str(reason),
     )
     if reason != "resume":
-        _refresh_lineage(entry, old, products, policy_index, namespaces)
+        _refresh_lineage(entry, old, product_index, policy_index, namespaces)
 
 
 @kopf.on.delete(*PRODUCTS)
@@ -120,43 +149,30 @@ def delete_product(
 ) -> None:
     entry = ProductEntry.from_body(body)
     logger.info(State.reconciler.finalize(entry))
-    products = [p for p in _products(product_index) if p.key != entry.key]
-    _refresh_lineage(entry, None, products, policy_index, _namespaces(namespace_index))
+    _refresh_lineage(entry, None, product_index, policy_index, _namespaces(namespace_index))
 
 
 def _refresh_lineage(
     entry: ProductEntry,
     old: Any,
-    products: list[ProductEntry],
+    product_index: kopf.Index[Any, Any],
     policy_index: kopf.Index[Any, Any],
     namespaces: Mapping[str, str],
 ) -> None:
-    """A product's arrival, change or departure changes its neighbours' lineage status."""
+    """A product's arrival, change or departure changes its neighbours' lineage status:
+    the products it reads (their downstream) and the products that read it."""
     if entry.product is None:
         return
-    refs = {
-        f"{p.domain or entry.product.spec.domain}/{p.product}"
-        for p in entry.product.spec.input_ports
-    }
+    lookup = IndexLookup(product_index)
+    refs = set(upstream_refs(entry.product)) | set(lookup.consumers(entry.product.ref))
     if isinstance(old, Mapping):
         previous = ProductEntry.from_body({"metadata": {}, **old}).product
         if previous is not None:
-            refs |= {
-                f"{p.domain or previous.spec.domain}/{p.product}" for p in previous.spec.input_ports
-            }
-    own = entry.product.ref
+            refs |= set(upstream_refs(previous))
     neighbours = [
         e
-        for e in products
-        if e.product is not None
-        and e.key != entry.key
-        and (
-            e.product.ref in refs
-            or any(
-                f"{p.domain or e.product.spec.domain}/{p.product}" == own
-                for p in e.product.spec.input_ports
-            )
-        )
+        for e in (lookup.entry(ref) for ref in sorted(refs))
+        if e is not None and e.key != entry.key
     ]
     policies = _policies(policy_index)
     State.reconciler.fan_out(
@@ -164,7 +180,7 @@ def _refresh_lineage(
         lambda e: State.reconciler.reconcile(
             e,
             policies=policies,
-            products=products,
+            lineage=lookup,
             namespaces=namespaces,
             trigger="lineage",
             provision=False,
@@ -204,7 +220,7 @@ def policy_changed(
         lambda e: reconciler.reconcile(
             e,
             policies=policies,
-            products=products,
+            lineage=IndexLookup(product_index),
             namespaces=namespaces,
             trigger="policy",
             provision=False,
@@ -261,7 +277,8 @@ async def startup(
     )
     settings.posting.enabled = False  # the reconciler posts one event per state change
     settings.execution.max_workers = State.settings.workers
-    settings.batching.worker_limit = State.settings.workers * 4
+    # One short-lived asyncio task per object; the thread pool above bounds the real work.
+    settings.batching.idle_timeout = 1.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
@@ -286,7 +303,7 @@ async def _resync(
                 None,
                 _resync_once,
                 policy_index,
-                _products(product_index),
+                product_index,
                 _namespaces(namespace_index),
             )
         except Exception:
@@ -295,15 +312,19 @@ async def _resync(
 
 
 def _resync_once(
-    policy_index: kopf.Index[Any, Any], products: list[ProductEntry], namespaces: dict[str, str]
+    policy_index: kopf.Index[Any, Any],
+    product_index: kopf.Index[Any, Any],
+    namespaces: dict[str, str],
 ) -> None:
     reconciler = State.reconciler
     policies = _policies(policy_index)
+    products = _products(product_index)
+    lookup = IndexLookup(product_index)
     live = [e for e in products if not e.deleting]
     reconciler.fan_out(
         live,
         lambda e: reconciler.reconcile(
-            e, policies=policies, products=products, namespaces=namespaces, trigger="resync"
+            e, policies=policies, lineage=lookup, namespaces=namespaces, trigger="resync"
         ),
     )
     # Matched and violating counts move with the products; refresh them here too.
@@ -314,4 +335,4 @@ def _resync_once(
 
 @kopf.on.probe(id="products")
 def probe_products(product_index: kopf.Index[Any, Any], **_: Any) -> int:
-    return sum(len(store) for store in product_index.values())
+    return len(_products(product_index))

@@ -8,6 +8,7 @@ makes "no write when nothing changed" cheap. Every write is counted in metrics.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,13 +68,17 @@ class Cluster:
         self.api = api
 
     @classmethod
-    def connect(cls, pool_size: int = 16) -> Cluster:
+    def connect(cls, pool_size: int = 16, kubeconfig: str | None = None) -> Cluster:
+        """In-cluster credentials when running in a pod, else the kubeconfig (the one
+        given, or $KUBECONFIG, or ~/.kube/config, read when called)."""
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            configuration = client.Configuration.get_default_copy()
+            if kubeconfig:
+                raise config.ConfigException("a kubeconfig was given")
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            configuration = client.Configuration()
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+            config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
         configuration.connection_pool_maxsize = pool_size
         return cls(client.ApiClient(configuration))
 

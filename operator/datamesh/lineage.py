@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from datamesh.model import DataProduct
 
@@ -83,3 +84,33 @@ class Graph:
             if color[node] == white:
                 visit(node, [])
         return found
+
+
+class Lookup(Protocol):
+    """What resolving one product's lineage needs to know about the others."""
+
+    def exists(self, ref: str) -> bool: ...
+
+    def consumers(self, ref: str) -> Iterable[str]: ...
+
+
+@dataclass(frozen=True)
+class GraphLookup:
+    graph: Graph
+
+    def exists(self, ref: str) -> bool:
+        return ref in self.graph.upstream
+
+    def consumers(self, ref: str) -> Iterable[str]:
+        return self.graph.downstream(ref)
+
+
+def resolve(product: DataProduct, lookup: Lookup) -> tuple[list[str], list[str], list[str]]:
+    """(upstream that exist, downstream, upstream that do not exist), each sorted stably.
+    O(ports + consumers): the operator calls it for every product on every reconcile."""
+    ups = upstream_refs(product)
+    return (
+        [u for u in ups if lookup.exists(u)],
+        sorted(set(lookup.consumers(product.ref))),
+        [u for u in ups if not lookup.exists(u)],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import sys
@@ -49,7 +50,18 @@ def setup_logging(settings: Settings) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread its own malloc arena; with a pool of reconcile threads
+    that multiplies resident memory for no gain. Two arenas keep RSS flat."""
+    m_arena_max = -8
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def main() -> int:
+    limit_malloc_arenas()
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

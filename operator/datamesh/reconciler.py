@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from datamesh import metrics, policy, provisioning, status
 from datamesh.kube import Cluster, api_message, is_status
-from datamesh.lineage import Graph
+from datamesh.lineage import Lookup, resolve
 from datamesh.model import (
     API_VERSION,
     Children,
@@ -149,7 +149,7 @@ class Reconciler:
         entry: ProductEntry,
         *,
         policies: Iterable[policy.CompiledPolicy],
-        products: Iterable[ProductEntry],
+        lineage: Lookup,
         namespaces: Mapping[str, str],
         trigger: str,
         provision: bool = True,
@@ -158,7 +158,7 @@ class Reconciler:
         outcome = "error"
         try:
             with self._lock(entry.key):
-                result = self._reconcile(entry, policies, products, namespaces, provision)
+                result = self._reconcile(entry, policies, lineage, namespaces, provision)
             outcome = "changed" if result.wrote_status else "unchanged"
             return result
         finally:
@@ -169,7 +169,7 @@ class Reconciler:
         self,
         entry: ProductEntry,
         policies: Iterable[policy.CompiledPolicy],
-        products: Iterable[ProductEntry],
+        lineage: Lookup,
         namespaces: Mapping[str, str],
         provision: bool,
     ) -> Outcome:
@@ -187,14 +187,19 @@ class Reconciler:
         previous = entry.status
         was_compliant = (previous.get("compliance") or {}).get("compliant")
         if provision or was_compliant is not evaluation.compliant or not previous:
-            observed = self.ensure_children(product, entry.uid, evaluation.compliant)
+            # A product that never had children creates them straight away; one that
+            # had reads them first and repairs only what drifted.
+            fresh = not (previous.get("children") or {})
+            observed = self.ensure_children(
+                product, entry.uid, evaluation.compliant, create_first=fresh
+            )
         else:
             observed = observed_from_status(product, previous)
         new = status.compute(
             generation=entry.generation,
             evaluation=evaluation,
             observed=observed,
-            lineage=lineage_of(product, products),
+            lineage=lineage_of(product, lineage),
             previous=previous,
             now=now,
         )
@@ -275,21 +280,31 @@ class Reconciler:
                 "could not post event on %s/%s: %s", entry.namespace, entry.name, api_message(exc)
             )
 
-    def ensure_children(self, product: DataProduct, uid: str, compliant: bool) -> status.Observed:
+    def ensure_children(
+        self, product: DataProduct, uid: str, compliant: bool, *, create_first: bool = False
+    ) -> status.Observed:
         """Create what is missing (compliant products only), repair drift, suspend the
-        pipeline of a non-compliant product; never delete storage."""
+        pipeline of a non-compliant product; never delete storage. ``create_first`` tries
+        the create before any read (one request instead of two for a new product); a
+        conflict falls back to read-and-compare, so the result is the same."""
         names = provisioning.Names(product.metadata.name)
         ns = product.metadata.namespace
         found: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
         for child in provisioning.plan(product, uid, compliant=compliant):
             try:
-                existing = self.cluster.get(child.kind, ns, child.name)
+                existing = (
+                    None
+                    if create_first and compliant
+                    else self.cluster.get(child.kind, ns, child.name)
+                )
                 if existing is None:
                     if not compliant:
                         continue  # provision nothing new for a non-compliant product
                     try:
                         existing = self.cluster.create(child.kind, ns, child.manifest)
+                        found[child.kind] = existing
+                        continue  # just created from the plan: nothing can have drifted
                     except Exception as exc:
                         if not is_status(exc, 409):
                             raise
@@ -502,22 +517,9 @@ class Reconciler:
         return True
 
 
-def lineage_of(product: DataProduct, products: Iterable[ProductEntry]) -> Lineage:
-    graph = Graph.of(e.product for e in products if e.product is not None and not e.deleting)
-    ref = product.ref
-    upstream = [u for u in graph.upstream.get(ref, ()) if u in graph.upstream]
-    if ref not in graph.upstream:  # the product itself is being deleted or not indexed yet
-        graph = Graph(
-            {
-                **graph.upstream,
-                ref: tuple(
-                    f"{p.domain or product.spec.domain}/{p.product}"
-                    for p in product.spec.input_ports
-                ),
-            }
-        )
-        upstream = [u for u in graph.upstream[ref] if u in graph.upstream]
-    return Lineage(upstream=upstream, downstream=graph.downstream(ref), missing=graph.missing(ref))
+def lineage_of(product: DataProduct, lookup: Lookup) -> Lineage:
+    upstream, downstream, missing = resolve(product, lookup)
+    return Lineage(upstream=upstream, downstream=downstream, missing=missing)
 
 
 def observed_from_status(product: DataProduct, previous: Mapping[str, Any]) -> status.Observed:

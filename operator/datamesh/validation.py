@@ -1,0 +1,396 @@
+"""The pull-request check: every repository rule that can be decided offline.
+
+Schema (the CRD's own OpenAPI schema with jsonschema, then its CEL invariants with the
+same CEL runtime the engine uses), folder/namespace/domain agreement, duplicates,
+policies that do not compile, governance with the shared engine, and lineage. Reading
+files is the caller's job (``manifest``); this module only judges documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_math, ext_optional, ext_strings
+from jsonschema import Draft4Validator
+
+from datamesh import crd, policy
+from datamesh.lineage import Graph
+from datamesh.manifest import Document, Problem
+from datamesh.model import DataProduct, Enforcement, GovernancePolicy, Violation
+
+_SELF_ENV = cel.NewEnv(
+    variables={"self": cel.Type.DYN},
+    extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_optional.ExtOptional()],
+)
+
+
+@functools.cache
+def _schema(kind: str) -> dict[str, Any]:
+    source = crd.data_product_crd() if kind == "DataProduct" else crd.governance_policy_crd()
+    schema: dict[str, Any] = source["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@functools.cache
+def _validator(kind: str) -> Draft4Validator:
+    # OpenAPI v3.0 schemas follow JSON Schema draft 4 (boolean exclusiveMinimum).
+    return Draft4Validator(_schema(kind))
+
+
+@functools.cache
+def _rule(source: str) -> Any:
+    return _SELF_ENV.compile(source)
+
+
+def _path(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(error: Any) -> str:
+    validator, value = error.validator, error.instance
+    if validator == "required":
+        return "required field is missing"
+    if validator == "pattern":
+        return f"{value!r} does not match the required pattern {error.validator_value}"
+    if validator == "enum":
+        return f"{value!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if validator == "type":
+        return f"must be {error.validator_value}, not {type(value).__name__} {value!r}"
+    return str(error.message)
+
+
+def _with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
+    """Structural defaulting, as the apiserver does before it runs CEL rules."""
+    if isinstance(value, dict) and "properties" in schema:
+        out = dict(value)
+        for key, sub in schema["properties"].items():
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            if key in out:
+                out[key] = _with_defaults(sub, out[key])
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [_with_defaults(schema["items"], v) for v in value]
+    return value
+
+
+def _unknown_fields(
+    schema: Mapping[str, Any],
+    value: Any,
+    path: tuple[Any, ...],
+    out: list[tuple[tuple[Any, ...], str]],
+) -> None:
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in value.items():
+            if key not in schema["properties"]:
+                if path == () and key == "status":
+                    continue
+                out.append(((*path, key), "unknown field"))
+            elif not (path == () and key == "metadata"):
+                _unknown_fields(schema["properties"][key], sub, (*path, key), out)
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _unknown_fields(schema["items"], item, (*path, i), out)
+
+
+def _cel_rules(
+    schema: Mapping[str, Any],
+    value: Any,
+    path: tuple[Any, ...],
+    out: list[tuple[tuple[Any, ...], str]],
+) -> None:
+    for rule in schema.get("x-kubernetes-validations", []):
+        result = _rule(rule["rule"]).eval(data={"self": value})
+        ok = result.type().name().lower() == "bool" and result.plain_value() is True
+        if not ok:
+            where = tuple(p for p in rule.get("fieldPath", "").split(".") if p)
+            out.append(((*path, *where), str(rule["message"])))
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                _cel_rules(sub, value[key], (*path, key), out)
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _cel_rules(schema["items"], item, (*path, i), out)
+
+
+def schema_problems(doc: Document) -> list[Problem]:
+    """What the apiserver would refuse, named by field and line."""
+    raw = doc.raw
+    found: list[tuple[tuple[Any, ...], str]] = []
+    for error in sorted(_validator(doc.kind).iter_errors(raw), key=lambda e: list(e.path)):
+        path = tuple(error.absolute_path)
+        if error.validator == "required":
+            missing = [k for k in error.validator_value if k not in error.instance]
+            path = (*path, *missing[:1])
+        found.append((path, _message(error)))
+    _unknown_fields(_schema(doc.kind), raw, (), found)
+    if not found:
+        _cel_rules(_schema(doc.kind), _with_defaults(_schema(doc.kind), raw), (), found)
+    return [
+        Problem(doc.file, doc.line_of(path), doc.label, _path(path), message)
+        for path, message in found
+    ]
+
+
+# -- the whole repository -------------------------------------------------------------------
+
+
+@dataclass
+class ProductResult:
+    file: str
+    line: int
+    namespace: str
+    name: str
+    product: DataProduct | None
+    errors: list[Problem] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def compliant(self) -> bool:
+        return self.product is not None and not any(
+            v.enforcement == Enforcement.BLOCK for v in self.violations
+        )
+
+
+@dataclass
+class PolicyResult:
+    file: str
+    line: int
+    name: str
+    compiled: policy.CompiledPolicy | None
+    errors: list[Problem] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.compiled is not None and not self.errors
+
+
+@dataclass
+class Report:
+    products: list[ProductResult] = field(default_factory=list)
+    policies: list[PolicyResult] = field(default_factory=list)
+    other: list[Problem] = field(default_factory=list)  # files that are not one object
+
+    @property
+    def errors(self) -> int:
+        return (
+            sum(len(p.errors) for p in self.products)
+            + sum(len(p.errors) for p in self.policies)
+            + len(self.other)
+        )
+
+    @property
+    def blocking(self) -> int:
+        return sum(
+            1 for p in self.products for v in p.violations if v.enforcement == Enforcement.BLOCK
+        )
+
+    @property
+    def warnings(self) -> int:
+        return sum(
+            1 for p in self.products for v in p.violations if v.enforcement != Enforcement.BLOCK
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0 and self.blocking == 0
+
+    def to_json(self) -> dict[str, Any]:
+        def problem(p: Problem) -> dict[str, Any]:
+            return {"line": p.line, "field": p.field, "message": p.message}
+
+        return {
+            "products": [
+                {
+                    "file": p.file,
+                    "namespace": p.namespace,
+                    "name": p.name,
+                    "compliant": p.compliant,
+                    "errors": [problem(e) for e in p.errors],
+                    "violations": [v.model_dump(mode="json") for v in p.violations],
+                }
+                for p in self.products
+            ],
+            "policies": [
+                {
+                    "file": p.file,
+                    "name": p.name,
+                    "valid": p.valid,
+                    "errors": [problem(e) for e in p.errors],
+                }
+                for p in self.policies
+            ],
+            "errors": [problem(e) | {"file": e.file} for e in self.other],
+            "summary": {
+                "products": len(self.products),
+                "errors": self.errors,
+                "blocking": self.blocking,
+                "warnings": self.warnings,
+            },
+        }
+
+
+def _meta(doc: Document) -> tuple[str, str]:
+    meta = doc.raw.get("metadata") if isinstance(doc.raw, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def validate(
+    documents: Iterable[Document],
+    load_problems: Iterable[Problem],
+    *,
+    now: dt.datetime,
+    platform_namespace: str = policy.DEFAULT_PLATFORM_NAMESPACE,
+) -> Report:
+    report = Report()
+    documents = list(documents)
+    doc_files = {d.file for d in documents}
+    report.other.extend(
+        p
+        for p in load_problems
+        if p.file not in doc_files
+        or not any(d.file == p.file and p in d.problems for d in documents)
+    )
+    namespace_domains: dict[str, str] = {}
+    for doc in documents:
+        if doc.kind == "Namespace":
+            _, name = _meta(doc)
+            labels = (doc.raw.get("metadata") or {}).get("labels") or {}
+            namespace_domains[name] = labels.get("datamesh.io/domain", name)
+
+    seen: dict[tuple[str, str, str], Document] = {}
+    for doc in documents:
+        if doc.kind not in ("DataProduct", "GovernancePolicy"):
+            continue
+        namespace, name = _meta(doc)
+        problems = schema_problems(doc) if isinstance(doc.raw, dict) else []
+        if not problems:
+            problems = list(doc.problems)
+        key = (doc.kind, namespace, name)
+        if key in seen:
+            problems.append(
+                Problem(
+                    doc.file,
+                    doc.line_of(["metadata", "name"]),
+                    doc.label,
+                    "metadata.name",
+                    f"duplicate {doc.kind} {namespace}/{name}; also in "
+                    f"{seen[key].file}:{seen[key].line}",
+                )
+            )
+        seen.setdefault(key, doc)
+        obj = doc.obj if not problems else None
+        if doc.kind == "DataProduct":
+            assert obj is None or isinstance(obj, DataProduct)
+            if obj is not None:
+                problems.extend(_placement(doc, obj))
+            report.products.append(
+                ProductResult(doc.file, doc.line, namespace, name, obj, problems)
+            )
+        else:
+            assert obj is None or isinstance(obj, GovernancePolicy)
+            compiled = policy.compile_policy(obj) if obj is not None else None
+            if compiled is not None:
+                problems.extend(
+                    Problem(
+                        doc.file, doc.line_of(["spec", "rules"]), doc.label, "spec.rules", error
+                    )
+                    for error in compiled.errors
+                )
+            report.policies.append(PolicyResult(doc.file, doc.line, name, compiled, problems))
+
+    policies = [p.compiled for p in report.policies if p.compiled is not None]
+    products = [p for p in report.products if p.product is not None]
+    for result in products:
+        assert result.product is not None
+        evaluation = policy.evaluate(
+            result.product,
+            policies,
+            now=now,
+            platform_namespace=platform_namespace,
+            namespace_domain=namespace_domains.get(result.namespace, result.namespace),
+        )
+        result.violations = list(evaluation.violations)
+    _lineage(products)
+    return report
+
+
+def _placement(doc: Document, product: DataProduct) -> list[Problem]:
+    """products/<domain>/<name>.yaml, in namespace <domain>, with spec.domain <domain>."""
+    parts = PurePosixPath(doc.file).parts
+    out = []
+    if "products" in parts and len(parts) >= parts.index("products") + 3:
+        folder = parts[parts.index("products") + 1]
+        if product.spec.domain != folder:
+            out.append(
+                Problem(
+                    doc.file,
+                    doc.line_of(["spec", "domain"]),
+                    doc.label,
+                    "spec.domain",
+                    f"is {product.spec.domain!r} but the file is in "
+                    f"the folder of domain {folder!r}",
+                )
+            )
+        if product.metadata.namespace != folder:
+            out.append(
+                Problem(
+                    doc.file,
+                    doc.line_of(["metadata", "namespace"]),
+                    doc.label,
+                    "metadata.namespace",
+                    f"is {product.metadata.namespace!r} but products in "
+                    f"products/{folder}/ live in namespace {folder!r}",
+                )
+            )
+    if not product.metadata.namespace:
+        out.append(
+            Problem(
+                doc.file,
+                doc.line_of(["metadata"]),
+                doc.label,
+                "metadata.namespace",
+                "required: the domain's namespace",
+            )
+        )
+    return out
+
+
+def _lineage(results: list[ProductResult]) -> None:
+    by_ref = {r.product.ref: r for r in results if r.product is not None}
+    graph = Graph.of(r.product for r in results if r.product is not None)
+    for ref, result in by_ref.items():
+        for missing in graph.missing(ref):
+            result.errors.append(
+                Problem(
+                    result.file,
+                    result.line,
+                    f"DataProduct/{result.namespace}/{result.name}",
+                    "spec.inputPorts",
+                    f"upstream product {missing} does not exist",
+                )
+            )
+    for cycle in graph.cycles():
+        for ref in set(cycle):
+            result = by_ref[ref]
+            result.errors.append(
+                Problem(
+                    result.file,
+                    result.line,
+                    f"DataProduct/{result.namespace}/{result.name}",
+                    "spec.inputPorts",
+                    "lineage cycle: " + " -> ".join(cycle),
+                )
+            )
