@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -54,10 +55,8 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives each thread its own malloc arena; with a pool of reconcile threads
     that multiplies resident memory for no gain. Two arenas keep RSS flat."""
     m_arena_max = -8
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
         ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
 
 
 def main() -> int:
