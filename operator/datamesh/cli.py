@@ -64,11 +64,12 @@ def load(paths: Sequence[Path], root: Path) -> tuple[list[Document], list[Proble
 def _breaking(report: validation.Report, base: str, root: Path) -> list[Problem]:
     """Compare each product with its version at ``base`` (a git ref)."""
     import git
+    import gitdb.exc
 
     try:
         repo = git.Repo(root, search_parent_directories=True)
         tree = repo.commit(base).tree
-    except (git.exc.GitError, ValueError) as exc:
+    except (git.exc.GitError, gitdb.exc.BadName, ValueError) as exc:
         raise UsageError(
             f"--base {base}: not a commit of the repository at {root}: {exc}"
         ) from None

@@ -1,0 +1,242 @@
+"""meshctl, run in a temporary copy of the repository layout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from datamesh import cli
+from tests.factories import ROOT
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of products/ and policies/ as the current directory."""
+    for folder in ("products", "policies"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def edit(path: Path, change: Any) -> None:
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_live_repository_validates(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate")
+    assert code == 0, out
+    assert out.startswith("OK: 12 products, 14 policies, 0 errors")
+
+
+def test_json_shape(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate", "--format", "json")
+    data = json.loads(out)
+    assert code == 0
+    assert set(data) == {"products", "policies", "errors", "summary"}
+    assert set(data["products"][0]) == {
+        "file",
+        "namespace",
+        "name",
+        "compliant",
+        "errors",
+        "violations",
+    }
+    assert set(data["policies"][0]) == {"file", "name", "valid", "errors"}
+    assert data["summary"] == {"products": 12, "errors": 0, "blocking": 0, "warnings": 0}
+
+
+def test_block_violation_fails_with_github_annotation(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = repo / "products" / "sales" / "orders.yaml"
+    edit(path, lambda d: d["spec"].pop("sla"))
+    code, out, _ = run(capsys, "validate", "--format", "github")
+    assert code == 1
+    line = next(x for x in out.splitlines() if "sla-present" in x)
+    assert line.startswith("::error file=products/sales/orders.yaml,line=1,")
+    assert "add spec.sla" in line
+
+
+def test_junit_output_is_xml_with_failures(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit(repo / "products" / "sales" / "orders.yaml", lambda d: d["spec"].pop("sla"))
+    code, out, _ = run(capsys, "validate", "--format", "junit")
+    suite = ET.fromstring(out).find("testsuite")
+    assert code == 1 and suite is not None
+    assert suite.get("failures") == "1"
+
+
+def test_usage_errors_exit_2(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", "nowhere/")
+    assert code == 2 and "no such file" in err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["validate", "--format", "xml"])
+    assert info.value.code == 2
+
+
+def test_new_scaffolds_a_product_that_validates(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "new", "churn-scores", "--domain", "customer-success", "--type", "derived"
+    )
+    assert code == 0, out
+    assert (repo / "products" / "customer-success" / "churn-scores.yaml").exists()
+    assert (repo / "products" / "customer-success" / "namespace.yaml").exists()
+    code, out, _ = run(capsys, "validate")
+    assert code == 0, out
+    code, _, err = run(capsys, "new", "churn-scores", "--domain", "customer-success")
+    assert code == 2 and "already exists" in err
+    code, _, err = run(capsys, "new", "Bad_Name", "--domain", "sales")
+    assert code == 2 and "DNS label" in err
+    code, _, err = run(capsys, "new", "x" * 41, "--domain", "sales")
+    assert code == 2 and "at most 40" in err
+
+
+def test_lineage_prints_upstream_and_downstream(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "lineage", "customer-segments")
+    assert code == 0
+    up, down = out.split("downstream:")
+    assert "- sales/customers" in up and "- marketing/leads" in up
+    assert "- product-analytics/customer-360" in down
+    code, _, err = run(capsys, "lineage", "nothing-here")
+    assert code == 2 and "no product named" in err
+
+
+def test_committed_codeowners_is_current(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, _, err = run(capsys, "codeowners", "--check")
+    assert code == 0, err
+    text = (ROOT / "CODEOWNERS").read_text()
+    assert "/products/finance/ @datamesh/finance-analytics" in text
+
+
+def test_stale_codeowners_is_detected(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "CODEOWNERS").write_text("old\n")
+    code, _, err = run(capsys, "codeowners", "--check")
+    assert code == 1 and "stale" in err
+
+
+# -- breaking changes against a base branch ------------------------------------------------
+
+
+@pytest.fixture
+def git_repo(repo: Path) -> Path:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "base")
+    return repo
+
+
+ORDERS = Path("products") / "sales" / "orders.yaml"
+
+
+def test_removed_field_without_major_bump_blocks_and_names_consumers(
+    git_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(git_repo / ORDERS, lambda d: d["spec"]["schema"]["fields"].pop())
+    code, out, _ = run(capsys, "validate", "--base", "main")
+    assert code == 1
+    assert "breaking change without a major version bump (1.0.0 -> 1.0.0)" in out
+    assert "field ordered_at was removed" in out
+    assert "sales/revenue-daily" in out and "finance/financial-metrics" in out
+
+
+def test_breaking_change_with_major_bump_passes(
+    git_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["spec"]["schema"]["fields"][4]["type"] = "long"
+        d["spec"]["version"] = "2.0.0"
+
+    edit(git_repo / ORDERS, change)
+    code, out, _ = run(capsys, "validate", "--base", "main")
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            lambda d: d["spec"]["schema"]["fields"][0].update(type="integer"),
+            "type changed from string to integer",
+        ),
+        (
+            lambda d: d["spec"]["schema"]["fields"][4].update(nullable=False),
+            "nullable field became required",
+        ),
+        (
+            lambda d: d["spec"]["schema"]["fields"][1]["constraints"].update(minimum=2),
+            "minimum raised from 1.0 to 2",
+        ),
+        (
+            lambda d: d["spec"]["schema"]["fields"][6]["constraints"].update(allowedValues=["EUR"]),
+            "allowedValues no longer include GBP, USD",
+        ),
+        (lambda d: d["spec"].update(outputPorts=[]), "output port warehouse was removed"),
+        (
+            lambda d: d["spec"]["schema"]["fields"].append(
+                {"name": "channel", "type": "string", "nullable": False, "description": "c"}
+            ),
+            "field channel was added as required",
+        ),
+    ],
+)
+def test_breaking_changes_are_recognised(
+    git_repo: Path, capsys: pytest.CaptureFixture[str], change: Any, fragment: str
+) -> None:
+    edit(git_repo / ORDERS, change)
+    code, out, _ = run(capsys, "validate", "--base", "main")
+    assert code == 1 and fragment in out, out
+
+
+def test_additive_change_without_minor_bump_warns(
+    git_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(
+        git_repo / ORDERS,
+        lambda d: d["spec"]["schema"]["fields"].append(
+            {"name": "coupon", "type": "string", "description": "Coupon code."}
+        ),
+    )
+    code, out, _ = run(capsys, "validate", "--base", "main")
+    assert code == 0
+    assert "warn: " in out and "additive change without a minor version bump" in out
+    edit(git_repo / ORDERS, lambda d: d["spec"].update(version="1.1.0"))
+    code, out, _ = run(capsys, "validate", "--base", "main")
+    assert code == 0 and "additive change" not in out
+
+
+def test_removing_a_consumed_product_blocks(
+    git_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (git_repo / "products" / "sales" / "customers.yaml").unlink()
+    code, out, _ = run(capsys, "validate", "--base", "main")
+    assert code == 1
+    assert "product sales/customers was removed but is consumed by" in out
+
+
+def test_unknown_base_is_a_usage_error(git_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", "--base", "no-such-branch")
+    assert code == 2 and "--base no-such-branch" in err
