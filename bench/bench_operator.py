@@ -328,7 +328,7 @@ def main() -> int:
     print(f"  policy edit flipping every product: {flip_seconds:.1f} s")
     print(
         f"  operator peak RSS: {rss_burst:.0f} MiB after the burst, "
-        f"{operator.peak_rss_mib:.0f} MiB overall"
+        f"{operator.peak_rss_mib:.0f} MiB overall; {settled_rss:.0f} MiB at the end"
     )
     targets = [
         ("30 products/s", rate >= 30),
