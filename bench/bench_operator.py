@@ -102,6 +102,12 @@ class Operator:
                     total += float(value)
         return total
 
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def stop(self) -> None:
         self._stop.set()
         self.proc.terminate()
@@ -299,6 +305,7 @@ def main() -> int:
             list(pool.map(raw, range(raw_count)))
         raw_seconds = time.monotonic() - t0
         done.set()
+        settled_rss = operator.rss_mib()
         operator.stop()
 
     rate = n / total
