@@ -171,20 +171,23 @@ def main() -> int:
 
             custom = CustomObjectsApi(api)
             while not done.is_set():
-                stream = kwatch.Watch().stream(
-                    custom.list_cluster_custom_object,
-                    "datamesh.io",
-                    "v1alpha1",
-                    "dataproducts",
-                    timeout_seconds=30,
-                )
-                for event in stream:
-                    obj = event["object"]
-                    key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-                    if obj.get("status", {}).get("phase") == "Ready" and key not in ready:
-                        ready[key] = time.monotonic()
-                    if done.is_set():
-                        break
+                try:
+                    stream = kwatch.Watch().stream(
+                        custom.list_cluster_custom_object,
+                        "datamesh.io",
+                        "v1alpha1",
+                        "dataproducts",
+                        timeout_seconds=30,
+                    )
+                    for event in stream:
+                        obj = event["object"]
+                        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+                        if obj.get("status", {}).get("phase") == "Ready" and key not in ready:
+                            ready[key] = time.monotonic()
+                        if done.is_set():
+                            break
+                except Exception as exc:  # the apiserver under load may drop a watch
+                    print(f"  (watch restarted: {str(exc).splitlines()[0]})", flush=True)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()

@@ -6,8 +6,10 @@ import contextlib
 import ctypes
 import json
 import logging
+import signal
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 import kopf
@@ -59,8 +61,23 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)
 
 
+def memory_report_on_signal() -> None:
+    """With PYTHONTRACEMALLOC set, SIGUSR2 logs the 25 largest allocation sites."""
+    if not tracemalloc.is_tracing():
+        return
+
+    def report(signum: int, frame: object) -> None:
+        top = tracemalloc.take_snapshot().statistics("lineno")[:25]
+        logging.getLogger("datamesh.memory").warning(
+            "largest allocations:\n%s", "\n".join(str(s) for s in top)
+        )
+
+    signal.signal(signal.SIGUSR2, report)
+
+
 def main() -> int:
     limit_malloc_arenas()
+    memory_report_on_signal()
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
