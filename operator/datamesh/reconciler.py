@@ -132,6 +132,11 @@ class Reconciler:
         self.tally = Tally()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # One pool for every fan-out (policy changes, lineage, resync), so concurrent
+        # policy events share the configured number of threads instead of multiplying it.
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="datamesh-fanout"
+        )
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -424,10 +429,7 @@ class Reconciler:
 
         if len(entries) <= 1:
             return [safe(e) for e in entries]
-        with ThreadPoolExecutor(
-            max_workers=self.settings.workers, thread_name_prefix="datamesh-fanout"
-        ) as pool:
-            return list(pool.map(safe, entries))
+        return list(self._pool.map(safe, entries))
 
     def policy_status(
         self,
