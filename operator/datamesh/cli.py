@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 
-from datamesh import compat, manifest, policy, validation
+from datamesh import compat, manifest, odcs, policy, validation
 from datamesh.lineage import Graph
 from datamesh.manifest import Document, Problem
 from datamesh.model import MAX_PRODUCT_NAME, DataProduct, ProductType, Violation
@@ -379,6 +379,26 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export ---------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    root = _repo_root(Path.cwd())
+    documents, _ = load([root / "products"], root)
+    products = [d.obj for d in documents if isinstance(d.obj, DataProduct)]
+    matches = [p for p in products if args.name in (p.ref, p.metadata.name)]
+    if len(matches) != 1:
+        found = ", ".join(sorted(p.ref for p in matches)) or "none"
+        raise UsageError(f"{args.name!r} must name exactly one product (found: {found})")
+    text = yaml.safe_dump(odcs.to_odcs(matches[0]), sort_keys=False, width=100)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 # -- codeowners -----------------------------------------------------------------------------
 
 
@@ -447,6 +467,12 @@ def parser() -> argparse.ArgumentParser:
     li = sub.add_parser("lineage", help="print a product's upstream and downstream")
     li.add_argument("name", help="product name or domain/name")
     li.set_defaults(func=cmd_lineage)
+
+    e = sub.add_parser("export", help="export a product's contract (ODCS v3)")
+    e.add_argument("name", help="product name or domain/name")
+    e.add_argument("--format", choices=["odcs"], default="odcs")
+    e.add_argument("--out", help="file to write (default: standard output)")
+    e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("codeowners", help="write CODEOWNERS from product owners")
     c.add_argument("--org", default="datamesh")
