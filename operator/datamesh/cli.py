@@ -123,7 +123,7 @@ def _breaking(report: validation.Report, base: str, root: Path) -> list[Problem]
 
 def _print_text(report: validation.Report, out: TextIO) -> None:
     for p in report.other:
-        print(f"{p}", file=out)
+        print(f"{p.file}:{p.line}: error: {p.message}", file=out)
     for pol in report.policies:
         for e in pol.errors:
             print(f"{e.file}:{e.line}: error: {e.object} {e.field}: {e.message}", file=out)

@@ -128,6 +128,19 @@ def schema_problems(doc: Document) -> list[Problem]:
     """What the apiserver would refuse, named by field and line."""
     raw = doc.raw
     found: list[tuple[tuple[Any, ...], str]] = []
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict) or not meta.get("name"):
+        # The apiserver refuses a nameless object before any schema or rule runs.
+        where: tuple[Any, ...] = ("metadata", "name")
+        return [
+            Problem(
+                doc.file,
+                doc.line_of(where),
+                doc.label,
+                "metadata.name",
+                "required field is missing",
+            )
+        ]
     for error in sorted(_validator(doc.kind).iter_errors(raw), key=lambda e: list(e.path)):
         path = tuple(error.absolute_path)
         if error.validator == "required":
@@ -257,11 +270,12 @@ def validate(
     report = Report()
     documents = list(documents)
     doc_files = {d.file for d in documents}
+    ours = ("DataProduct", "GovernancePolicy")
     report.other.extend(
         p
         for p in load_problems
         if p.file not in doc_files
-        or not any(d.file == p.file and p in d.problems for d in documents)
+        or not any(d.file == p.file and p in d.problems and d.kind in ours for d in documents)
     )
     namespace_domains: dict[str, str] = {}
     for doc in documents:
