@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl from their Go
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm from their Go
 # modules into the tool cache, reusing binaries that are already there.
 #
 # Usage: hack/build-control-plane.sh            (prints the bin folder on the last line)
@@ -46,5 +46,6 @@ build "etcd ${ETCD_VERSION}" "$ROOT/hack/etcd" . etcd
 build "kube-apiserver v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
 build "kube-controller-manager v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
 build "kubectl v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kubectl kubectl
+build "helm ${HELM_VERSION}" "$ROOT/hack/helm" helm.sh/helm/v3/cmd/helm helm
 log "control plane binaries ready in $BIN_DIR ($((SECONDS - total)) s)"
 echo "$BIN_DIR"

@@ -11,15 +11,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    out = ROOT / "crds"
-    out.mkdir(exist_ok=True)
+    """crds/ for kubectl and ArgoCD, and the chart's crds/ for helm: the same files."""
     wanted = crd.all_crds()
-    for stale in out.glob("*.yaml"):
-        if stale.name not in wanted:
-            stale.unlink()
-    for name, obj in wanted.items():
-        (out / name).write_text(crd.render(obj))
-        print(f"wrote crds/{name}")
+    for out in (ROOT / "crds", ROOT / "charts" / "datamesh-operator" / "crds"):
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("*.yaml"):
+            if stale.name not in wanted:
+                stale.unlink()
+        for name, obj in wanted.items():
+            (out / name).write_text(crd.render(obj))
+            print(f"wrote {(out / name).relative_to(ROOT)}")
     return 0
 
 

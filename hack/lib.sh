@@ -20,3 +20,5 @@ die() {
   for line in "$@"; do printf '[hack]        %s\n' "$line" >&2; done
   exit 1
 }
+
+HELM_VERSION="$(grep -oE '^\s*(require )?helm.sh/helm/v3 v[0-9.]+' "$ROOT/hack/helm/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"

@@ -121,8 +121,10 @@ def crds(cluster: Cluster) -> Cluster:
 class Operator:
     """The operator as a real process against the test cluster (its own ports)."""
 
-    def __init__(self, cluster: Cluster, log_dir: Path, **settings: str) -> None:
+    def __init__(self, cluster: Cluster, log_dir: Path, kubeconfig: Path | None = None,
+                 **settings: str) -> None:
         self.cluster = cluster
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.log_dir = log_dir
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
@@ -133,7 +135,7 @@ class Operator:
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "DATAMESH_METRICS_PORT": str(self.metrics_port),
             "DATAMESH_HEALTH_PORT": str(self.health_port),
             "DATAMESH_BIND_ADDRESS": "127.0.0.1",

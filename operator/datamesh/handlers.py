@@ -277,8 +277,11 @@ async def startup(
     )
     settings.posting.enabled = False  # the reconciler posts one event per state change
     settings.execution.max_workers = State.settings.workers
-    # One short-lived asyncio task per object; the thread pool above bounds the real work.
-    settings.batching.idle_timeout = 1.0
+    # Per-object workers are bounded so that a burst queues in the watch stream, not as
+    # thousands of pending handler calls each holding copies of a body; they exit soon
+    # after their object goes quiet so that the slots turn over.
+    settings.batching.worker_limit = State.settings.workers * 4
+    settings.batching.idle_timeout = 0.5
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
