@@ -23,16 +23,25 @@ mkdir -p "$BIN_DIR"
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
 export CGO_ENABLED=0
 
+# Binaries built from modules report version v0.0.0 unless told their version; helm's
+# kubeVersion checks and `kubectl version` need the real one.
+KUBE_MINOR="$(cut -d. -f2 <<<"$KUBE_VERSION")"
+KUBE_LDFLAGS=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  KUBE_LDFLAGS+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1"
+  KUBE_LDFLAGS+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
+done
+
 build() {
-  # build <label> <module dir> <package> <binary>
-  local label="$1" dir="$2" pkg="$3" out="$BIN_DIR/$4"
+  # build <label> <module dir> <package> <binary> [extra ldflags]
+  local label="$1" dir="$2" pkg="$3" out="$BIN_DIR/$4" extra="${5:-}"
   if [[ -x "$out" ]]; then
     log "$label: cached at $out"
     return
   fi
   log "$label: building $pkg (a cold build takes several minutes on 2 cores)"
   local start=$SECONDS tmp="$out.tmp.$$"
-  if ! (cd "$dir" && go build -ldflags="-s -w" -o "$tmp" "$pkg"); then
+  if ! (cd "$dir" && go build -ldflags="-s -w$extra" -o "$tmp" "$pkg"); then
     rm -f "$tmp"
     die "building $label failed (see the Go errors above)." \
         "Check that the Go module proxy is reachable and that 'go env GOPROXY' is set."
@@ -43,9 +52,9 @@ build() {
 
 total=$SECONDS
 build "etcd ${ETCD_VERSION}" "$ROOT/hack/etcd" . etcd
-build "kube-apiserver v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
-build "kube-controller-manager v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
-build "kubectl v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kubectl kubectl
+build "kube-apiserver v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$KUBE_LDFLAGS"
+build "kube-controller-manager v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$KUBE_LDFLAGS"
+build "kubectl v${KUBE_VERSION}" "$ROOT/hack/kube" k8s.io/kubernetes/cmd/kubectl kubectl "$KUBE_LDFLAGS"
 build "helm ${HELM_VERSION}" "$ROOT/hack/helm" helm.sh/helm/v3/cmd/helm helm
 log "control plane binaries ready in $BIN_DIR ($((SECONDS - total)) s)"
 echo "$BIN_DIR"

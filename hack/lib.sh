@@ -7,9 +7,11 @@ CACHE_DIR="${DATAMESH_CACHE:-$ROOT/.cache}"
 # The versions come from the wrapper modules, so there is one place to bump them.
 KUBE_VERSION="$(grep -oE '^\s*(require )?k8s.io/kubernetes v[0-9.]+' "$ROOT/hack/kube/go.mod" | grep -oE '[0-9]+\.[0-9]+\.[0-9]+')"
 ETCD_VERSION="$(grep -oE '^\s*(require )?go.etcd.io/etcd/server/v3 v[0-9.]+' "$ROOT/hack/etcd/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
-GO_MIN="1.25"
+GO_MIN="1.26"
 
-BIN_DIR="$CACHE_DIR/k8s/v${KUBE_VERSION}-etcd${ETCD_VERSION}/bin"
+# Bump when the way binaries are built changes, so that caches are rebuilt.
+BUILD_REVISION=2
+BIN_DIR="$CACHE_DIR/k8s/v${KUBE_VERSION}-etcd${ETCD_VERSION}-r${BUILD_REVISION}/bin"
 
 log() { printf '[hack] %s\n' "$*" >&2; }
 

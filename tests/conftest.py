@@ -121,8 +121,9 @@ def crds(cluster: Cluster) -> Cluster:
 class Operator:
     """The operator as a real process against the test cluster (its own ports)."""
 
-    def __init__(self, cluster: Cluster, log_dir: Path, kubeconfig: Path | None = None,
-                 **settings: str) -> None:
+    def __init__(
+        self, cluster: Cluster, log_dir: Path, kubeconfig: Path | None = None, **settings: str
+    ) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.log_dir = log_dir

@@ -27,23 +27,44 @@ def helm_binary() -> str:
     return str(localcluster.build_binaries() / "helm")
 
 
-def helm(cluster: Cluster | None, *args: str, check: bool = True,
-         ) -> subprocess.CompletedProcess[str]:
+def helm(
+    cluster: Cluster | None,
+    *args: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     cmd = [helm_binary(), *args]
     if cluster is not None:
         cmd.append(f"--kubeconfig={cluster.kubeconfig}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT / ".cache"),
-                               "HELM_CACHE_HOME": str(ROOT / ".cache" / "helm"),
-                               "HELM_CONFIG_HOME": str(ROOT / ".cache" / "helm"),
-                               "HELM_DATA_HOME": str(ROOT / ".cache" / "helm")})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(ROOT / ".cache"),
+            "HELM_CACHE_HOME": str(ROOT / ".cache" / "helm"),
+            "HELM_CONFIG_HOME": str(ROOT / ".cache" / "helm"),
+            "HELM_DATA_HOME": str(ROOT / ".cache" / "helm"),
+        },
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)}:\n{proc.stderr}{proc.stdout}")
     return proc
 
 
 def rendered(*values: str) -> list[dict[str, Any]]:
-    out = helm(None, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values).stdout
+    out = helm(
+        None,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        "1.35.0",
+        *values,
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -52,14 +73,16 @@ def test_helm_lint_passes() -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
 
 
-@pytest.mark.parametrize(("values", "fragment"), [
-    (["--set", "operator.workers=0"], "workers"),
-    (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
-    (["--set", "platformNamespace=Not_Valid"], "platformNamespace"),
-    (["--set", "unknownKey=1"], "unknownKey"),
-])
-def test_values_that_break_the_schema_fail_lint_clearly(values: list[str],
-                                                        fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        (["--set", "operator.workers=0"], "workers"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "platformNamespace=Not_Valid"], "platformNamespace"),
+        (["--set", "unknownKey=1"], "unknownKey"),
+    ],
+)
+def test_values_that_break_the_schema_fail_lint_clearly(values: list[str], fragment: str) -> None:
     proc = helm(None, "lint", str(CHART), *values, check=False)
     assert proc.returncode != 0
     assert fragment in proc.stdout + proc.stderr
@@ -85,11 +108,23 @@ def test_deployment_is_restricted_single_replica_recreate() -> None:
     assert container["resources"]["limits"]["memory"]
 
 
-@pytest.mark.parametrize("values", [
-    [],
-    ["--set", "operator.workers=4", "--set", "platformNamespace=platform",
-     "--set", "serviceAccount.name=custom", "--set", "metrics.service.enabled=false"],
-], ids=["defaults", "custom"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [
+            "--set",
+            "operator.workers=4",
+            "--set",
+            "platformNamespace=platform",
+            "--set",
+            "serviceAccount.name=custom",
+            "--set",
+            "metrics.service.enabled=false",
+        ],
+    ],
+    ids=["defaults", "custom"],
+)
 def test_rendered_chart_passes_server_side_dry_run(crds: Cluster, values: list[str]) -> None:
     crds.kubectl("create", "namespace", NAMESPACE, check=False)
     docs = rendered(*values)
@@ -101,19 +136,29 @@ def test_rendered_chart_passes_server_side_dry_run(crds: Cluster, values: list[s
 @pytest.fixture(scope="module")
 def installed(crds: Cluster) -> Iterator[Cluster]:
     crds.kubectl("create", "namespace", NAMESPACE, check=False)
-    helm(crds, "upgrade", "--install", RELEASE, str(CHART), "--namespace", NAMESPACE,
-         "--skip-crds", "--wait=false")
+    helm(
+        crds,
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--skip-crds",
+        "--wait=false",
+    )
     yield crds
     helm(crds, "uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
 
 
 def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE,
-                            "--duration=1h").stdout.strip()
-    admin = json.loads(cluster.kubectl("config", "view", "--minify", "--raw", "-o",
-                                       "json").stdout)
+    token = cluster.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--minify", "--raw", "-o", "json").stdout)
     config = {
-        "apiVersion": "v1", "kind": "Config",
+        "apiVersion": "v1",
+        "kind": "Config",
         "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
         "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": SERVICE_ACCOUNT}}],
@@ -125,17 +170,23 @@ def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
 
 def test_chart_service_account_cannot_read_secrets(installed: Cluster) -> None:
     who = f"--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
-    for verb, resource in [("get", "secrets"), ("list", "secrets"), ("delete", "namespaces"),
-                           ("create", "clusterroles")]:
+    for verb, resource in [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("delete", "namespaces"),
+        ("create", "clusterroles"),
+    ]:
         proc = installed.kubectl("auth", "can-i", verb, resource, "-A", who, check=False)
         assert proc.stdout.strip() == "no", (verb, resource)
-    proc = installed.kubectl("auth", "can-i", "patch", "dataproducts.datamesh.io/status",
-                             "-A", who, check=False)
+    proc = installed.kubectl(
+        "auth", "can-i", "patch", "dataproducts.datamesh.io/status", "-A", who, check=False
+    )
     assert proc.stdout.strip() == "yes"
 
 
 def test_operator_reconciles_with_the_chart_service_account(
-        installed: Cluster, tmp_path: Path) -> None:
+    installed: Cluster, tmp_path: Path
+) -> None:
     apply_live(installed)
     kubeconfig = service_account_kubeconfig(installed, tmp_path / "sa.kubeconfig")
     operator = Operator(installed, tmp_path, kubeconfig=kubeconfig, resync_seconds="0")
@@ -145,8 +196,12 @@ def test_operator_reconciles_with_the_chart_service_account(
         phases: dict[str, str] = {}
         while time.monotonic() < deadline:
             items = json.loads(installed.kubectl("get", "dp", "-A", "-o", "json").stdout)
-            phases = {f"{i['metadata']['namespace']}/{i['metadata']['name']}":
-                      i.get("status", {}).get("phase", "") for i in items["items"]}
+            phases = {
+                f"{i['metadata']['namespace']}/{i['metadata']['name']}": i.get("status", {}).get(
+                    "phase", ""
+                )
+                for i in items["items"]
+            }
             live = {k: v for k, v in phases.items() if not k.startswith("t-")}
             if live and all(v == "Ready" for v in live.values()):
                 break
