@@ -84,6 +84,16 @@ test-integration: venv tools ## Integration tests against the local control plan
 bench: venv ## Run the benchmarks under bench/ (never part of `make test`).
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
+##@ Release
+
+IMAGE ?= images.example.com/datamesh/operator:0.1.0
+
+.PHONY: image
+image: ## Build the operator image (needs a Docker engine).
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || \
+	  { echo "make image needs a running Docker engine; none is available here" >&2; exit 1; }
+	docker build -t $(IMAGE) .
+
 ##@ Local control plane
 
 .PHONY: tools

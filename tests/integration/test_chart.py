@@ -212,3 +212,22 @@ def test_operator_reconciles_with_the_chart_service_account(
         assert "Forbidden" not in operator.log_tail(400), operator.log_tail(40)
     finally:
         operator.stop()
+
+
+def test_everything_argocd_syncs_applies_in_wave_order(crds: Cluster) -> None:
+    """What the Applications in argocd/ render, applied wave by wave: CRDs (already
+    installed), the chart, global policies, then per domain its namespace, its policies and
+    its products, each with a server-side dry-run (namespaces for real: the later waves
+    need them)."""
+    crds.kubectl("create", "namespace", NAMESPACE, check=False)
+    chart = "\n---\n".join(yaml.safe_dump(d) for d in rendered())
+    crds.kubectl("apply", "--dry-run=server", "-f", "-", input=chart)
+    crds.kubectl("apply", "--dry-run=server", "-f", str(ROOT / "policies" / "global"))
+    for domain in sorted((ROOT / "products").iterdir()):
+        crds.kubectl("apply", "-f", str(domain / "namespace.yaml"))
+        policies = sorted((ROOT / "policies" / domain.name).glob("*.yaml"))
+        for policy_file in policies:
+            crds.kubectl("apply", "--dry-run=server", "-f", str(policy_file))
+        products = [p for p in sorted(domain.glob("*.yaml")) if p.name != "namespace.yaml"]
+        out = crds.kubectl("apply", "--dry-run=server", *(f"-f={p}" for p in products)).stdout
+        assert out.count("(server dry run)") == len(products)
