@@ -415,3 +415,36 @@ def test_invalid_policy_is_reported_and_others_still_apply(live: Operator, names
         if v["enforcement"] == "block"
     ] == ["sla-present"]
     assert live.alive()
+
+
+def test_pipeline_pods_are_admitted_under_the_restricted_standard(live: Operator) -> None:
+    """The domain namespaces enforce the restricted Pod Security Standard; a Job run from
+    a product's CronJob gets its pod admitted (no kubelet runs it here, but admission
+    happens at creation, where a violation would be refused)."""
+    cluster = live.cluster
+    ns = json.loads(cluster.kubectl("get", "namespace", "sales", "-o", "json").stdout)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    cluster.kubectl("create", "job", "pss-check", "--from=cronjob/orders-pipeline", "-n", "sales")
+    try:
+
+        def pods() -> list[dict[str, Any]]:
+            out = cluster.kubectl(
+                "get", "pods", "-n", "sales", "-l", "job-name=pss-check", "-o", "json"
+            ).stdout
+            return list(json.loads(out)["items"])
+
+        created = wait_for(pods, timeout=60, what="the job's pod to be admitted")
+        assert created[0]["spec"]["securityContext"]["runAsNonRoot"] is True
+        events = cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            "sales",
+            "--field-selector",
+            "involvedObject.name=pss-check",
+            "-o",
+            "json",
+        ).stdout
+        assert not any(e["reason"] == "FailedCreate" for e in json.loads(events)["items"])
+    finally:
+        cluster.kubectl("delete", "job", "pss-check", "-n", "sales", "--wait=false", check=False)
