@@ -71,26 +71,14 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise ClusterError(f"openssl {args[0]} failed: {proc.stderr.strip()}")
 
 
-def _client_cert(pki: Path, name: str, subject: str) -> None:
+def _signed_cert(pki: Path, name: str, subject: str, extensions: str) -> None:
+    """A key and a certificate for ``subject``, signed by the local CA."""
     _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
-    (pki / f"{name}.ext").write_text("extendedKeyUsage=clientAuth\n")
+    (pki / f"{name}.ext").write_text(extensions)
     _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "365",
-        "-extfile",
-        f"{name}.ext",
-        "-out",
-        f"{name}.crt",
+        *("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-days", "365", "-extfile", f"{name}.ext", "-out", f"{name}.crt"),
         cwd=pki,
     )
 
@@ -102,56 +90,21 @@ def generate_pki(pki: Path) -> None:
         return
     _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
     _openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca.key",
-        "-days",
-        "365",
-        "-subj",
-        "/CN=datamesh-local-ca",
-        "-out",
-        "ca.crt",
+        *("req", "-x509", "-new", "-key", "ca.key", "-days", "365"),
+        *("-subj", "/CN=datamesh-local-ca", "-out", "ca.crt"),
         cwd=pki,
     )
-    _openssl("genrsa", "-out", "apiserver.key", "2048", cwd=pki)
-    _openssl(
-        "req",
-        "-new",
-        "-key",
-        "apiserver.key",
-        "-subj",
+    _signed_cert(
+        pki,
+        "apiserver",
         "/CN=kube-apiserver",
-        "-out",
-        "apiserver.csr",
-        cwd=pki,
-    )
-    (pki / "apiserver.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\n"
-        "extendedKeyUsage=serverAuth\n"
+        "extendedKeyUsage=serverAuth\n",
     )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "apiserver.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "365",
-        "-extfile",
-        "apiserver.ext",
-        "-out",
-        "apiserver.crt",
-        cwd=pki,
-    )
-    _client_cert(pki, "admin", "/O=system:masters/CN=admin")
-    _client_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
+    client = "extendedKeyUsage=clientAuth\n"
+    _signed_cert(pki, "admin", "/O=system:masters/CN=admin", client)
+    _signed_cert(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 

@@ -47,6 +47,11 @@ def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
     return (obj or {}).get("status", {}).get("phase")
 
 
+def suspended(cluster: Cluster, namespace: str, cron_job: str) -> bool | None:
+    obj = get(cluster, "cronjob", namespace, cron_job)
+    return None if obj is None else bool(obj["spec"].get("suspend"))
+
+
 def resource_versions(cluster: Cluster, namespaces: list[str]) -> dict[str, str]:
     out = {}
     kinds = (
@@ -202,12 +207,7 @@ def test_policy_change_flips_product_and_suspends_pipeline_then_restores(live: O
             what="customers (99.5%) to become NonCompliant",
         )
         wait_for(
-            lambda: (
-                get(cluster, "cronjob", "sales", "customers-pipeline")["spec"][  # type: ignore[index]
-                    "suspend"
-                ]
-                is True
-            ),
+            lambda: suspended(cluster, "sales", "customers-pipeline") is True,
             timeout=20,
             what="the pipeline to be suspended",
         )
@@ -239,12 +239,7 @@ def test_policy_change_flips_product_and_suspends_pipeline_then_restores(live: O
         what="customers to be Ready again",
     )
     wait_for(
-        lambda: (
-            get(cluster, "cronjob", "sales", "customers-pipeline")["spec"][  # type: ignore[index]
-                "suspend"
-            ]
-            is False
-        ),
+        lambda: suspended(cluster, "sales", "customers-pipeline") is False,
         timeout=20,
         what="the pipeline to resume",
     )
