@@ -80,6 +80,10 @@ test-unit: venv ## Unit tests only (no cluster).
 test-integration: venv tools ## Integration tests against the local control plane.
 	$(PY) -m pytest tests/integration
 
+.PHONY: test-e2e
+test-e2e: venv ## End-to-end tests (the catalog in headless Chromium).
+	$(PY) -m pytest tests/e2e
+
 .PHONY: bench
 bench: venv ## Run the benchmarks under bench/ (never part of `make test`).
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 
-from datamesh import compat, manifest, odcs, policy, validation
+from datamesh import catalog, compat, manifest, odcs, policy, validation
 from datamesh.lineage import Graph
 from datamesh.manifest import Document, Problem
 from datamesh.model import MAX_PRODUCT_NAME, DataProduct, ProductType, Violation
@@ -379,6 +379,28 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- catalog --------------------------------------------------------------------------------
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    root = _repo_root(Path.cwd())
+    documents, problems = load([root / "products", root / "policies"], root)
+    report = validation.validate(
+        documents, problems, now=dt.datetime.now(dt.UTC), platform_namespace=args.platform_namespace
+    )
+    products = [r.product for r in report.products if r.product is not None]
+    evaluations = {
+        r.product.ref: policy.Evaluation(tuple(r.violations), ())
+        for r in report.products
+        if r.product is not None
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.html").write_text(catalog.render(products, evaluations), encoding="utf-8")
+    print(f"wrote {out / 'index.html'} ({len(products)} products)")
+    return 0
+
+
 # -- export ---------------------------------------------------------------------------------
 
 
@@ -467,6 +489,14 @@ def parser() -> argparse.ArgumentParser:
     li = sub.add_parser("lineage", help="print a product's upstream and downstream")
     li.add_argument("name", help="product name or domain/name")
     li.set_defaults(func=cmd_lineage)
+
+    cat = sub.add_parser("catalog", help="write a static HTML catalog of the mesh")
+    cat.add_argument("--out", required=True, help="folder for index.html")
+    cat.add_argument(
+        "--platform-namespace",
+        default=os.environ.get("DATAMESH_PLATFORM_NAMESPACE", policy.DEFAULT_PLATFORM_NAMESPACE),
+    )
+    cat.set_defaults(func=cmd_catalog)
 
     e = sub.add_parser("export", help="export a product's contract (ODCS v3)")
     e.add_argument("name", help="product name or domain/name")
