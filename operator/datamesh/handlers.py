@@ -277,10 +277,10 @@ async def startup(
     )
     settings.posting.enabled = False  # the reconciler posts one event per state change
     settings.execution.max_workers = State.settings.workers
-    # Per-object workers are bounded so that a burst queues in the watch stream, not as
-    # thousands of pending handler calls each holding copies of a body; they exit soon
-    # after their object goes quiet so that the slots turn over.
-    settings.batching.worker_limit = State.settings.workers * 4
+    # Per-object workers must stay unbounded (kopf's default): at start-up every worker
+    # waits for the indexes to be complete, and indexing needs workers too, so a limit
+    # below the number of objects deadlocks (tests/e2e/test_faults.py found it). They exit
+    # soon after their object goes quiet.
     settings.batching.idle_timeout = 0.5
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
