@@ -69,7 +69,7 @@ fmt: venv ## Format the code with ruff.
 ##@ Testing
 
 .PHONY: test
-test: venv tools ## Run every test tier: unit, then integration.
+test: venv tools ## Run every test tier: unit, integration, e2e.
 	$(PY) -m pytest tests
 
 .PHONY: test-unit
@@ -81,7 +81,7 @@ test-integration: venv tools ## Integration tests against the local control plan
 	$(PY) -m pytest tests/integration
 
 .PHONY: test-e2e
-test-e2e: venv ## End-to-end tests (the catalog in headless Chromium).
+test-e2e: venv tools ## End-to-end tests: the catalog in Chromium, operator fault injection.
 	$(PY) -m pytest tests/e2e
 
 .PHONY: bench
