@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import kopf
 
@@ -19,6 +19,7 @@ from datamesh.lineage import upstream_refs
 from datamesh.model import GROUP, VERSION, GovernancePolicy
 from datamesh.reconciler import ProductEntry, Reconciler, compile_policy_body
 from datamesh.settings import Settings
+from datamesh.workqueue import Item, WorkQueue
 
 PRODUCTS = (GROUP, VERSION, "dataproducts")
 POLICIES = (GROUP, VERSION, "governancepolicies")
@@ -28,15 +29,34 @@ log = logging.getLogger("datamesh.handlers")
 
 
 class State:
-    """Set once by ``main`` before kopf starts."""
+    """Set once by ``main`` before kopf starts, and by the startup handler (indexes)."""
 
     settings: Settings
     reconciler: Reconciler
+    queue: WorkQueue
+    indexes: ClassVar[dict[str, kopf.Index[Any, Any]]] = {}
 
 
 def configure(settings: Settings, cluster: Cluster) -> None:
     State.settings = settings
     State.reconciler = Reconciler(cluster, settings)
+    State.queue = WorkQueue(settings.workers, _process)
+
+
+def _process(key: Any, item: Item) -> None:
+    """A queued product, reconciled from the index's latest state."""
+    products = State.indexes["product_index"]
+    entry = next(iter(products.get(("product", *key)) or ()), None)
+    if entry is None or entry.deleting:
+        return  # gone, or the delete handler owns it now
+    State.reconciler.reconcile(
+        entry,
+        policies=_policies(State.indexes["policy_index"]),
+        lineage=IndexLookup(products),
+        namespaces=_namespaces(State.indexes["namespace_index"]),
+        trigger=item.trigger,
+        provision=item.provision,
+    )
 
 
 # -- indexes ----------------------------------------------------------------------------------
@@ -120,22 +140,15 @@ def reconcile_product(
     body: kopf.Body,
     reason: str,
     old: Any,
-    policy_index: kopf.Index[Any, Any],
+    namespace: str,
+    name: str,
     product_index: kopf.Index[Any, Any],
-    namespace_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    entry = ProductEntry.from_body(body)
-    namespaces = _namespaces(namespace_index)
-    State.reconciler.reconcile(
-        entry,
-        policies=_policies(policy_index),
-        lineage=IndexLookup(product_index),
-        namespaces=namespaces,
-        trigger=str(reason),
-    )
+    """Only enqueues: the work queue reconciles from the index (see ``workqueue``)."""
+    State.queue.add((namespace, name), provision=True, trigger=str(reason))
     if reason != "resume":
-        _refresh_lineage(entry, old, product_index, policy_index, namespaces)
+        _refresh_lineage(ProductEntry.from_body(body), old, product_index)
 
 
 @kopf.on.delete(*PRODUCTS)
@@ -149,16 +162,10 @@ def delete_product(
 ) -> None:
     entry = ProductEntry.from_body(body)
     logger.info(State.reconciler.finalize(entry))
-    _refresh_lineage(entry, None, product_index, policy_index, _namespaces(namespace_index))
+    _refresh_lineage(entry, None, product_index)
 
 
-def _refresh_lineage(
-    entry: ProductEntry,
-    old: Any,
-    product_index: kopf.Index[Any, Any],
-    policy_index: kopf.Index[Any, Any],
-    namespaces: Mapping[str, str],
-) -> None:
+def _refresh_lineage(entry: ProductEntry, old: Any, product_index: kopf.Index[Any, Any]) -> None:
     """A product's arrival, change or departure changes its neighbours' lineage status:
     the products it reads (their downstream) and the products that read it."""
     if entry.product is None:
@@ -169,23 +176,10 @@ def _refresh_lineage(
         previous = ProductEntry.from_body({"metadata": {}, **old}).product
         if previous is not None:
             refs |= set(upstream_refs(previous))
-    neighbours = [
-        e
-        for e in (lookup.entry(ref) for ref in sorted(refs))
-        if e is not None and e.key != entry.key
-    ]
-    policies = _policies(policy_index)
-    State.reconciler.fan_out(
-        neighbours,
-        lambda e: State.reconciler.reconcile(
-            e,
-            policies=policies,
-            lineage=lookup,
-            namespaces=namespaces,
-            trigger="lineage",
-            provision=False,
-        ),
-    )
+    for ref in sorted(refs):
+        neighbour = lookup.entry(ref)
+        if neighbour is not None and neighbour.key != entry.key:
+            State.queue.add(neighbour.key, provision=False, trigger="lineage")
 
 
 # -- policies ---------------------------------------------------------------------------------
@@ -285,6 +279,9 @@ async def startup(
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    State.indexes.update(
+        policy_index=policy_index, product_index=product_index, namespace_index=namespace_index
+    )
     if State.settings.resync_seconds:
         asyncio.get_running_loop().create_task(
             _resync(policy_index, product_index, namespace_index)
@@ -320,16 +317,10 @@ def _resync_once(
     namespaces: dict[str, str],
 ) -> None:
     reconciler = State.reconciler
-    policies = _policies(policy_index)
     products = _products(product_index)
-    lookup = IndexLookup(product_index)
-    live = [e for e in products if not e.deleting]
-    reconciler.fan_out(
-        live,
-        lambda e: reconciler.reconcile(
-            e, policies=policies, lineage=lookup, namespaces=namespaces, trigger="resync"
-        ),
-    )
+    for entry in products:
+        if not entry.deleting:
+            State.queue.add(entry.key, provision=True, trigger="resync")
     # Matched and violating counts move with the products; refresh them here too.
     for store in list(policy_index.values()):
         for compiled, snapshot in store:
