@@ -34,7 +34,9 @@ def test_keys_waiting_are_merged_and_provision_wins() -> None:
     gate.set()
     wait(lambda: len(q) == 0)
     assert [(k, i.provision, i.trigger) for k, i in seen] == [
-        ("block", True, "event"), ("a", True, "update")]
+        ("block", True, "event"),
+        ("a", True, "update"),
+    ]
 
 
 def test_a_key_changed_while_processed_runs_again() -> None:
