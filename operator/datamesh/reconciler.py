@@ -132,6 +132,7 @@ class Reconciler:
         self.tally = Tally()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._written: dict[str, Mapping[str, Any]] = {}  # uid -> status last written
         # One pool for every fan-out (policy changes, lineage, resync), so concurrent
         # policy events share the configured number of threads instead of multiplying it.
         self._pool = ThreadPoolExecutor(
@@ -189,7 +190,7 @@ class Reconciler:
             platform_namespace=self.settings.platform_namespace,
             namespace_domain=self.namespace_domain(entry.namespace, namespaces),
         )
-        previous = entry.status
+        previous = self._previous_status(entry)
         was_compliant = (previous.get("compliance") or {}).get("compliant")
         if provision or was_compliant is not evaluation.compliant or not previous:
             # A product that never had children creates them straight away; one that
@@ -229,21 +230,29 @@ class Reconciler:
             "conditions": [ready.model_dump(by_alias=True, exclude_none=True)],
         }
         merged = {**entry.status, **new}
-        wrote = self._write_status(entry, entry.status, merged)
+        wrote = self._write_status(entry, self._previous_status(entry), merged)
         self.tally.record(entry.key, Phase.FAILED.value, frozenset())
         return Outcome(Phase.FAILED.value, False, wrote_status=wrote)
+
+    def _previous_status(self, entry: ProductEntry) -> Mapping[str, Any]:
+        """Only the operator writes a product's status, so what it last wrote is the truth;
+        the index can lag behind its own writes when one product is reconciled twice in
+        quick succession, and comparing against a stale status would write again."""
+        with self._locks_guard:
+            return self._written.get(entry.uid, entry.status)
 
     def _write_status(
         self, entry: ProductEntry, old: Mapping[str, Any], new: dict[str, Any]
     ) -> bool:
         patch = status.merge_patch(dict(old), new)
-        if patch is None:
-            return False
-        self.cluster.patch(
-            "DataProduct", entry.namespace, entry.name, {"status": patch}, sub="status"
-        )
-        self._events(entry, old, new)
-        return True
+        if patch is not None:
+            self.cluster.patch(
+                "DataProduct", entry.namespace, entry.name, {"status": patch}, sub="status"
+            )
+            self._events(entry, old, new)
+        with self._locks_guard:
+            self._written[entry.uid] = new
+        return patch is not None
 
     def _events(self, entry: ProductEntry, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """One Event per state change: phase, and compliance verdict."""
@@ -360,6 +369,8 @@ class Reconciler:
         """On deletion: keep the claim (Retain, the default) or let it go (Delete)."""
         product = entry.product
         self.tally.record(entry.key, None, frozenset())
+        with self._locks_guard:
+            self._written.pop(entry.uid, None)
         if product is None or product.spec.storage is None:
             return "no storage"
         claim_name = provisioning.Names(entry.name).claim

@@ -131,7 +131,15 @@ def _burst_with_kills(cluster: Cluster, namespace: str, op: Operator) -> None:
             or "datamesh.io/product" in o["metadata"].get("labels", {})
         }
 
-    before = versions()
+    # Converged means quiet: kopf's own bookkeeping patches may trail the last status
+    # write, so wait until two snapshots 5 s apart agree (bounded), then restart.
+    before, deadline = versions(), time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        now = versions()
+        if now == before:
+            break
+        before = now
     op.stop()
     op.start()
     time.sleep(10)
