@@ -58,6 +58,13 @@ def load(paths: Sequence[Path], root: Path) -> tuple[list[Document], list[Proble
     return documents, problems
 
 
+def _repo_products() -> tuple[Path, list[DataProduct]]:
+    """The repository root and every product that parses under its products/."""
+    root = _repo_root(Path.cwd())
+    documents, _ = load([root / "products"], root)
+    return root, [d.obj for d in documents if isinstance(d.obj, DataProduct)]
+
+
 # -- validate -------------------------------------------------------------------------------
 
 
@@ -346,9 +353,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    root = _repo_root(Path.cwd())
-    documents, _ = load([root / "products"], root)
-    products = [d.obj for d in documents if isinstance(d.obj, DataProduct)]
+    root, products = _repo_products()
     graph = Graph.of(products)
     matches = [p.ref for p in products if p.ref == args.name or p.metadata.name == args.name]
     if not matches:
@@ -405,9 +410,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    root = _repo_root(Path.cwd())
-    documents, _ = load([root / "products"], root)
-    products = [d.obj for d in documents if isinstance(d.obj, DataProduct)]
+    _, products = _repo_products()
     matches = [p for p in products if args.name in (p.ref, p.metadata.name)]
     if len(matches) != 1:
         found = ", ".join(sorted(p.ref for p in matches)) or "none"
