@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from datamesh.model import API_VERSION, DataProduct
+from datamesh.model import API_VERSION, DataProduct, DeletionPolicy
 
 MANAGED_BY = "datamesh-operator"
 LABEL_PRODUCT = "datamesh.io/product"
@@ -90,12 +90,14 @@ def owner_reference(product: DataProduct, uid: str) -> dict[str, Any]:
     }
 
 
-def _meta(product: DataProduct, uid: str, name: str, **extra: Any) -> dict[str, Any]:
+def _meta(
+    product: DataProduct, uid: str, name: str, *, owned: bool = True, **extra: Any
+) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": product.metadata.namespace,
         "labels": labels(product),
-        "ownerReferences": [owner_reference(product, uid)],
+        "ownerReferences": [owner_reference(product, uid)] if owned else [],
         **extra,
     }
 
@@ -137,12 +139,16 @@ def storage_claim(product: DataProduct, uid: str) -> Child | None:
     if storage.encryption.kms_key:
         annotations["datamesh.io/kms-key"] = storage.encryption.kms_key
     names = Names(product.metadata.name)
+    # A retained claim has no owner reference at all: a foreground delete of the product
+    # (how ArgoCD prunes) makes the garbage collector delete every dependent before any
+    # finalizer of ours could let go of it. Only a Delete claim is left to the collector.
+    owned = product.spec.deletion_policy == DeletionPolicy.DELETE
     return Child(
         "PersistentVolumeClaim",
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": _meta(product, uid, names.claim, annotations=annotations),
+            "metadata": _meta(product, uid, names.claim, owned=owned, annotations=annotations),
             "spec": spec,
         },
     )
@@ -354,6 +360,21 @@ _OWNED_TOP = {
 }
 
 
+def _owners(current: list[dict[str, Any]], meta: Mapping[str, Any]) -> list[Any] | None:
+    """The owner references to write, or None when they are right: other owners are kept,
+    ours (any DataProduct of this name, e.g. one deleted and recreated) made as desired."""
+    product = meta["labels"][LABEL_PRODUCT]
+    theirs = [
+        o for o in current if not (o.get("kind") == "DataProduct" and o.get("name") == product)
+    ]
+    wanted = theirs + list(meta["ownerReferences"])
+    if len(wanted) == len(current) and all(
+        contains(c, w) for c, w in zip(current, wanted, strict=True)
+    ):
+        return None
+    return wanted
+
+
 def drift_patch(child: Child, existing: Mapping[str, Any]) -> dict[str, Any] | None:
     """The merge patch that brings ``existing`` to the desired state, or None when it is
     already there. A claim's spec is immutable but for its size, so only that is patched."""
@@ -373,8 +394,9 @@ def drift_patch(child: Child, existing: Mapping[str, Any]) -> dict[str, Any] | N
         current_meta.get("annotations", {}), meta["annotations"]
     ):
         meta_patch["annotations"] = meta["annotations"]
-    if not contains(current_meta.get("ownerReferences", []), meta["ownerReferences"]):
-        meta_patch["ownerReferences"] = meta["ownerReferences"]
+    owners = _owners(current_meta.get("ownerReferences") or [], meta)
+    if owners is not None:
+        meta_patch["ownerReferences"] = owners
     if meta_patch:
         patch["metadata"] = meta_patch
     for key in _OWNED_TOP[child.kind]:

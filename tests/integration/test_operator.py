@@ -129,7 +129,6 @@ def test_children_are_owned_and_meet_the_restricted_standard(live: Operator) -> 
     cluster = live.cluster
     uid = get(cluster, "dataproduct", "sales", "orders")["metadata"]["uid"]  # type: ignore[index]
     for kind, name in [
-        ("pvc", "orders-data"),
         ("cronjob", "orders-pipeline"),
         ("configmap", "orders-contract"),
         ("serviceaccount", "orders-pipeline"),
@@ -142,7 +141,10 @@ def test_children_are_owned_and_meet_the_restricted_standard(live: Operator) -> 
         assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [
             ("DataProduct", uid, True)
         ]
+    # The claim (deletionPolicy Retain) is labelled, never owned: no cascade can reach it.
     pvc = get(cluster, "pvc", "sales", "orders-data")
+    assert pvc["metadata"]["labels"]["datamesh.io/product"] == "orders"  # type: ignore[index]
+    assert not pvc["metadata"].get("ownerReferences")  # type: ignore[index]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"  # type: ignore[index]
     assert pvc["metadata"]["annotations"]["datamesh.io/classification"] == "confidential"  # type: ignore[index]
     pod = get(cluster, "cronjob", "sales", "orders-pipeline")["spec"]["jobTemplate"]["spec"][  # type: ignore[index]
@@ -292,30 +294,71 @@ def _product_in(namespace: str, name: str = "ledger", **spec: Any) -> str:
     return dump(doc)
 
 
-def test_retain_keeps_the_claim_and_recreating_readopts_it(live: Operator, namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("cascade", "operator_down"),
+    [
+        ("background", False),  # kubectl's default
+        ("foreground", False),  # how ArgoCD prunes by default: dependents are deleted first
+        ("foreground", True),  # ... while the operator is down (upgrade, crash)
+        ("orphan", False),
+    ],
+)
+def test_retain_keeps_the_claim_and_recreating_readopts_it(
+    live: Operator, namespace: str, cascade: str, operator_down: bool
+) -> None:
     cluster = live.cluster
     cluster.kubectl("apply", "-f", "-", input=_product_in(namespace))
     wait_for(lambda: phase(cluster, namespace, "ledger") == "Ready", what="ledger Ready")
     claim_uid = get(cluster, "pvc", namespace, "ledger-data")["metadata"]["uid"]  # type: ignore[index]
 
-    cluster.kubectl("delete", "dataproduct", "ledger", "-n", namespace, "--timeout=60s")
+    if operator_down:
+        live.stop()
+    try:
+        cluster.kubectl(
+            "delete",
+            "dataproduct",
+            "ledger",
+            "-n",
+            namespace,
+            f"--cascade={cascade}",
+            "--wait=false",
+        )
+        if operator_down:
+            # The collector deletes the owned dependents while our finalizer holds the
+            # product; once the cron job is gone it has been through all of them.
+            wait_for(
+                lambda: get(cluster, "cronjob", namespace, "ledger-pipeline") is None,
+                what="the collector to delete the dependents",
+            )
+            claim = get(cluster, "pvc", namespace, "ledger-data")
+            assert claim is not None and not claim["metadata"].get("deletionTimestamp")
+    finally:
+        if operator_down:
+            live.start()
+    wait_for(
+        lambda: get(cluster, "dataproduct", namespace, "ledger") is None, what="the product gone"
+    )
     claim = get(cluster, "pvc", namespace, "ledger-data")
     assert claim is not None and claim["metadata"]["uid"] == claim_uid
+    assert not claim["metadata"].get("deletionTimestamp")
     assert not claim["metadata"].get("ownerReferences")
     assert claim["metadata"]["labels"]["datamesh.io/retained"] == "true"
-    # The other children go with the product (garbage collection).
-    wait_for(
-        lambda: get(cluster, "cronjob", namespace, "ledger-pipeline") is None,
-        what="the cron job to be collected",
-    )
+    if cascade != "orphan":  # the other children go with the product (garbage collection)
+        wait_for(
+            lambda: get(cluster, "cronjob", namespace, "ledger-pipeline") is None,
+            what="the cron job to be collected",
+        )
 
     cluster.kubectl("apply", "-f", "-", input=_product_in(namespace))
     wait_for(lambda: phase(cluster, namespace, "ledger") == "Ready", what="ledger Ready again")
     new_uid = get(cluster, "dataproduct", namespace, "ledger")["metadata"]["uid"]  # type: ignore[index]
     claim = get(cluster, "pvc", namespace, "ledger-data")
     assert claim["metadata"]["uid"] == claim_uid, "the same claim, re-adopted"  # type: ignore[index]
-    assert [o["uid"] for o in claim["metadata"]["ownerReferences"]] == [new_uid]  # type: ignore[index]
     assert "datamesh.io/retained" not in claim["metadata"]["labels"]  # type: ignore[index]
+    st = get(cluster, "dataproduct", namespace, "ledger")["status"]  # type: ignore[index]
+    assert st["children"]["storageClaim"] == "ledger-data"
+    cron = get(cluster, "cronjob", namespace, "ledger-pipeline")
+    assert [o["uid"] for o in cron["metadata"]["ownerReferences"]] == [new_uid]  # type: ignore[index]
 
 
 def test_delete_policy_removes_storage_and_children(live: Operator, namespace: str) -> None:

@@ -33,7 +33,7 @@ def by_kind(children: list[provisioning.Child]) -> dict[str, provisioning.Child]
 
 
 def test_plan_has_every_child_in_creation_order_with_owner_references() -> None:
-    children = provisioning.plan(full_product(), UID, compliant=True)
+    children = provisioning.plan(full_product(deletionPolicy="Delete"), UID, compliant=True)
     assert [c.kind for c in children] == [
         "PersistentVolumeClaim",
         "ConfigMap",
@@ -177,12 +177,48 @@ def test_only_the_claim_size_is_patched() -> None:
 def test_retained_claim_is_readopted() -> None:
     claim = by_kind(provisioning.plan(full_product(), UID, compliant=True))["PersistentVolumeClaim"]
     stored = _as_stored(claim)
-    del stored["metadata"]["ownerReferences"]
     stored["metadata"]["labels"][provisioning.LABEL_RETAINED] = "true"
     patch = provisioning.drift_patch(claim, stored)
+    assert patch == {
+        "metadata": {
+            "labels": {**claim.manifest["metadata"]["labels"], provisioning.LABEL_RETAINED: None}
+        }
+    }
+
+
+def test_a_retained_claim_has_no_owner_so_no_cascade_can_delete_it() -> None:
+    # The default policy is Retain: the claim must not depend on the product at all.
+    claim = by_kind(provisioning.plan(full_product(), UID, compliant=True))["PersistentVolumeClaim"]
+    assert claim.manifest["metadata"]["ownerReferences"] == []
+    for other in provisioning.plan(full_product(), UID, compliant=True):
+        if other.kind != "PersistentVolumeClaim":
+            assert other.manifest["metadata"]["ownerReferences"][0]["uid"] == UID
+
+
+def test_switching_the_deletion_policy_moves_only_our_owner_reference() -> None:
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "other"}
+    retain = by_kind(provisioning.plan(full_product(), UID, compliant=True))[
+        "PersistentVolumeClaim"
+    ]
+    delete = by_kind(provisioning.plan(full_product(deletionPolicy="Delete"), UID, compliant=True))[
+        "PersistentVolumeClaim"
+    ]
+    owned = _as_stored(delete)
+    owned["metadata"]["ownerReferences"].insert(0, foreign)
+    # Delete -> Retain: ours goes, the foreign owner stays.
+    assert provisioning.drift_patch(retain, owned) == {"metadata": {"ownerReferences": [foreign]}}
+    # Retain -> Delete: ours is added after the foreign one.
+    unowned = _as_stored(retain)
+    unowned["metadata"]["ownerReferences"] = [foreign]
+    patch = provisioning.drift_patch(delete, unowned)
     assert patch is not None
-    assert patch["metadata"]["ownerReferences"][0]["uid"] == UID
-    assert patch["metadata"]["labels"][provisioning.LABEL_RETAINED] is None
+    assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] == ["other", UID]
+    # A claim left behind by an earlier product of the same name is taken over.
+    stale = _as_stored(delete)
+    stale["metadata"]["ownerReferences"][0]["uid"] = "old-uid"
+    patch = provisioning.drift_patch(delete, stale)
+    assert patch is not None
+    assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] == [UID]
 
 
 def test_names_fit_within_kubernetes_limits_for_the_longest_product_name() -> None:
