@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
 from datamesh import model
 
@@ -31,6 +32,28 @@ _KEEP = {
     "maxItems",
     "default",
 }
+
+
+class _FactoryDefaults(GenerateJsonSchema):
+    """Also writes the value of a ``default_factory`` as the default, so that the apiserver
+    stores a spec exactly as the models fill it in. Policy rules see the same object at
+    admission (the stored form) and in the engine (the model's dump): a rule reading
+    ``object.spec.access.readers.domains`` must not find it in one and miss it in the
+    other."""
+
+    def get_default_value(self, schema: Any) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()
+        return schema.get("default", NoDefault)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _models_by_title(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
@@ -60,12 +83,18 @@ def _type_args(tp: Any) -> list[Any]:
 
 
 def _structural(
-    node: dict[str, Any], defs: dict[str, Any], classes: dict[str, type[BaseModel]]
+    node: dict[str, Any],
+    defs: dict[str, Any],
+    classes: dict[str, type[BaseModel]],
+    collection_defaults: bool,
 ) -> dict[str, Any]:
+    def inner(child: dict[str, Any]) -> dict[str, Any]:
+        return _structural(child, defs, classes, collection_defaults)
+
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[-1]
         merged = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
-        resolved = _structural(merged, defs, classes)
+        resolved = inner(merged)
         rules = getattr(classes.get(name), "validations", None)
         if rules:
             resolved["x-kubernetes-validations"] = list(rules)
@@ -75,7 +104,7 @@ def _structural(
         if len(options) != 1:
             raise ValueError(f"cannot express anyOf {node['anyOf']} structurally")
         rest = {k: v for k, v in node.items() if k != "anyOf"}
-        return _structural({**options[0], **rest}, defs, classes)
+        return inner({**options[0], **rest})
 
     out: dict[str, Any] = {}
     for key, value in node.items():
@@ -84,8 +113,10 @@ def _structural(
     if out.get("default") is None:
         out.pop("default", None)
     elif isinstance(out["default"], (list, dict)):
-        # Structural defaults of empty collections only add noise to every object.
-        out.pop("default")
+        if collection_defaults:
+            out["default"] = _without_nulls(out["default"])
+        else:  # a status: only the operator writes it, defaults would only add noise
+            out.pop("default")
     for bound, key in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         # JSON Schema 2020 gives the bound; OpenAPI v3.0 wants the bound plus a flag.
         if isinstance(out.get(bound), (int, float)) and not isinstance(out[bound], bool):
@@ -97,15 +128,15 @@ def _structural(
         out["type"] = "object"
         props = node.get("properties", {})
         if props:
-            out["properties"] = {k: _structural(v, defs, classes) for k, v in props.items()}
+            out["properties"] = {k: inner(v) for k, v in props.items()}
         required = node.get("required")
         if required:
             out["required"] = list(required)
         extra = node.get("additionalProperties")
         if isinstance(extra, dict):
-            out["additionalProperties"] = _structural(extra, defs, classes)
+            out["additionalProperties"] = inner(extra)
     if node.get("type") == "array":
-        out["items"] = _structural(node["items"], defs, classes)
+        out["items"] = inner(node["items"])
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     if out.get("type") == "number" and "format" not in out:
@@ -113,12 +144,12 @@ def _structural(
     return out
 
 
-def openapi_schema(cls: type[BaseModel]) -> dict[str, Any]:
+def openapi_schema(cls: type[BaseModel], *, status: bool = False) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of one model (spec or status)."""
-    raw = cls.model_json_schema(by_alias=True, mode="validation")
+    raw = cls.model_json_schema(by_alias=True, mode="validation", schema_generator=_FactoryDefaults)
     defs = raw.pop("$defs", {})
     classes = _models_by_title(cls)
-    schema = _structural(raw, defs, classes)
+    schema = _structural(raw, defs, classes, collection_defaults=not status)
     rules = getattr(cls, "validations", None)
     if rules:
         schema["x-kubernetes-validations"] = list(rules)
@@ -144,7 +175,7 @@ def _crd(
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": openapi_schema(spec),
-            "status": openapi_schema(status),
+            "status": openapi_schema(status, status=True),
         },
     }
     if root_rules:
