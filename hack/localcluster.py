@@ -283,24 +283,41 @@ class LocalCluster:
     def running(self, state: ClusterState) -> bool:
         return all(_alive(state.pids.get(name, 0) or 0) for name in COMPONENTS)
 
-    def restart_component(self, name: str) -> None:
-        """Stop one component and start it again with the same ports (fault tests use this)."""
-        state = self.load()
-        if state is None:
-            raise ClusterError(f"no cluster in {self.dir}")
+    def stop_component(self, name: str) -> None:
+        """Stop one component (SIGTERM, then SIGKILL after 10 s); fault tests use this."""
+        state = self._require_state()
         pid = state.pids.get(name)
         if pid and _alive(pid):
-            os.killpg(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
             while _alive(pid) and time.monotonic() < deadline:
                 self._reap(pid)
                 time.sleep(0.05)
-        args = {
-            "etcd": self._etcd_args,
-            "kube-apiserver": self._apiserver_args,
-            "kube-controller-manager": self._controller_manager_args,
-        }[name](state)
-        self._spawn(state, name, args)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            self._reap(pid)
+
+    def start_component(self, name: str) -> None:
+        """Start one stopped component with its old ports and wait until it is ready."""
+        state = self._require_state()
+        args, ready = {
+            "etcd": (self._etcd_args, self._etcd_healthy),
+            "kube-apiserver": (self._apiserver_args, self._apiserver_ready),
+            "kube-controller-manager": (
+                self._controller_manager_args,
+                self._controller_manager_ready,
+            ),
+        }[name]
+        self._spawn(state, name, args(state))
+        self._wait(state, name, lambda: ready(state))
+
+    def _require_state(self) -> ClusterState:
+        state = self.load()
+        if state is None:
+            raise ClusterError(f"no cluster in {self.dir}")
+        return state
 
     # -- processes -----------------------------------------------------------------------
 

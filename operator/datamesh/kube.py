@@ -23,9 +23,11 @@ from datamesh.model import GROUP, VERSION
 class Kind:
     prefix: str  # "/api/v1" or "/apis/<group>/<version>"
     plural: str
+    namespaced: bool = True
 
     def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
-        out = f"{self.prefix}/namespaces/{namespace}/{self.plural}"
+        scope = f"/namespaces/{namespace}" if self.namespaced else ""
+        out = f"{self.prefix}{scope}/{self.plural}"
         if name:
             out += f"/{name}"
         if sub:
@@ -43,6 +45,14 @@ KINDS = {
     "RoleBinding": Kind("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "DataProduct": Kind(f"/apis/{GROUP}/{VERSION}", "dataproducts"),
     "GovernancePolicy": Kind(f"/apis/{GROUP}/{VERSION}", "governancepolicies"),
+    "ValidatingAdmissionPolicy": Kind(
+        "/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", namespaced=False
+    ),
+    "ValidatingAdmissionPolicyBinding": Kind(
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicybindings",
+        namespaced=False,
+    ),
 }
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -83,7 +93,12 @@ class Cluster:
         return cls(client.ApiClient(configuration))
 
     def _call(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
     ) -> Any:
         # The client builds the URL and authentication headers; the body is ours to encode.
         # Its own path re-walks every body to "sanitize" it, which costs more CPU than the
@@ -91,6 +106,7 @@ class Cluster:
         method, url, headers, _, _ = self.api.param_serialize(
             method=method,
             resource_path=path,
+            query_params=query,
             auth_settings=["BearerToken"],
             header_params={"Accept": "application/json", "Content-Type": content_type},
         )
@@ -116,6 +132,10 @@ class Cluster:
                 return None
             raise
 
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)]
+        return list(self._call("GET", KINDS[kind].path(namespace), query=query)["items"])
+
     def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         metrics.API_WRITES.labels("create", kind).inc()
         return dict(self._call("POST", KINDS[kind].path(namespace), body))
@@ -125,6 +145,10 @@ class Cluster:
     ) -> dict[str, Any]:
         metrics.API_WRITES.labels("patch" if not sub else f"patch-{sub}", kind).inc()
         return dict(self._call("PATCH", KINDS[kind].path(namespace, name, sub), patch, MERGE_PATCH))
+
+    def replace(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        metrics.API_WRITES.labels("replace", kind).inc()
+        return dict(self._call("PUT", KINDS[kind].path(namespace, name), body))
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         metrics.API_WRITES.labels("delete", kind).inc()

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from datamesh import metrics, policy, provisioning, status
+from datamesh import admission, metrics, policy, provisioning, status
 from datamesh.kube import Cluster, api_message, is_status
 from datamesh.lineage import Lookup, resolve
 from datamesh.model import (
@@ -59,6 +59,11 @@ class ProductEntry:
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def pending(self) -> bool:
+        """Not reconciled at its current generation (as far as the index has seen)."""
+        return not self.deleting and self.status.get("observedGeneration") != self.generation
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ProductEntry:
@@ -132,6 +137,7 @@ class Reconciler:
         self.tally = Tally()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._admission_lock = threading.Lock()
         self._written: dict[str, Mapping[str, Any]] = {}  # uid -> status last written
         # One pool for every fan-out (policy changes, lineage, resync), so concurrent
         # policy events share the configured number of threads instead of multiplying it.
@@ -397,6 +403,41 @@ class Reconciler:
         return f"retained claim {claim_name}"
 
     # -- policies ------------------------------------------------------------------------
+
+    def sync_admission(self, policies: list[policy.CompiledPolicy]) -> int:
+        """Bring the generated admission objects in line with the block policies (or remove
+        them all when admission is off). Returns the number of writes; none when nothing
+        changed. Serialised: policy handlers and the resync may call it at once."""
+        want: dict[str, admission.Admission] = {}
+        if self.settings.admission:
+            want = admission.desired(
+                policies, platform_namespace=self.settings.platform_namespace, now=self.clock()
+            )
+        writes = 0
+        with self._admission_lock:
+            for kind, part in (
+                ("ValidatingAdmissionPolicy", "policy"),
+                ("ValidatingAdmissionPolicyBinding", "binding"),
+            ):
+                have = {
+                    o["metadata"]["name"]: o
+                    for o in self.cluster.list(kind, "", f"{admission.LABEL}=true")
+                }
+                for name, objects in want.items():
+                    manifest = getattr(objects, part)
+                    existing = have.pop(name, None)
+                    if existing is None:
+                        self.cluster.create(kind, "", manifest)
+                        writes += 1
+                    elif not provisioning.contains(existing, manifest):
+                        version = existing["metadata"]["resourceVersion"]
+                        meta = {**manifest["metadata"], "resourceVersion": version}
+                        self.cluster.replace(kind, "", name, {**manifest, "metadata": meta})
+                        writes += 1
+                for name in have:  # a policy deleted, relaxed to warn, or admission off
+                    self.cluster.delete(kind, "", name)
+                    writes += 1
+        return writes
 
     def affected_by(
         self,

@@ -37,6 +37,12 @@ class Settings(BaseModel):
     resync_seconds: float = Field(
         300.0, ge=0, description="Re-check every product this often; 0 turns it off."
     )
+    admission: bool = Field(
+        False,
+        description=(
+            "Enforce block policies at admission with generated ValidatingAdmissionPolicies."
+        ),
+    )
     log_format: Literal["json", "plain"] = Field("plain", description="Log line format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 

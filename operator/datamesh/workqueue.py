@@ -57,6 +57,11 @@ class WorkQueue:
                 self._order.append(key)
                 self._cond.notify()
 
+    def backing_off(self, key: Hashable) -> bool:
+        """Whether the key's last processing failed (a retry is scheduled)."""
+        with self._cond:
+            return key in self._failures
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._waiting) + len(self._active)

@@ -1,0 +1,272 @@
+"""Admission enforcement: with admission on, the operator turns every block policy into a
+ValidatingAdmissionPolicy, and the apiserver refuses at `kubectl apply` time exactly the
+products the engine blocks (parity), with the rule's message."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datamesh import admission, manifest, policy, validation
+from datamesh.model import DataProduct, GovernancePolicy
+from tests.conftest import Cluster, Operator
+from tests.factories import ROOT, dump, product_dict
+from tests.integration.test_api import apply_live
+from tests.integration.test_operator import wait_for
+from tests.policy_cases import CASES
+
+KINDS = "validatingadmissionpolicies,validatingadmissionpolicybindings"
+SELECTOR = f"{admission.LABEL}=true"
+TODAY = dt.datetime.now(dt.UTC)
+
+# A block policy only for products labelled parity=yes, with one live and one lapsed
+# exception: what exceptions look like at admission.
+EXCEPTIONS_POLICY: dict[str, Any] = {
+    "apiVersion": "datamesh.io/v1alpha1",
+    "kind": "GovernancePolicy",
+    "metadata": {"name": "parity-tags", "namespace": "datamesh-system"},
+    "spec": {
+        "description": "Parity products must carry the tag 'parity'.",
+        "enforcement": "block",
+        "match": {"selector": {"matchLabels": {"parity": "yes"}}},
+        "rules": [
+            {
+                "name": "tagged",
+                "expression": "has(object.spec.tags) && 'parity' in object.spec.tags",
+                "message": "parity products must be tagged parity",
+            },
+            {
+                "name": "short-description",
+                "when": "object.spec.classification == 'internal'",
+                "expression": "size(object.spec.description) < 20",
+                "message": "internal parity products keep their description under 20 characters",
+            },
+        ],
+        "exceptions": [
+            {
+                "product": "exempt-now",
+                "reason": "migrating",
+                "expires": (TODAY + dt.timedelta(days=30)).date().isoformat(),
+            },
+            {
+                "product": "exempt-lapsed",
+                "reason": "was migrating",
+                "expires": (TODAY - dt.timedelta(days=2)).date().isoformat(),
+            },
+        ],
+    },
+}
+
+
+def admission_objects(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    out = cluster.kubectl("get", KINDS, "-l", SELECTOR, "-o", "json").stdout
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in json.loads(out)["items"]}
+
+
+def compiled_cluster_policies(cluster: Cluster) -> list[policy.CompiledPolicy]:
+    items = json.loads(cluster.kubectl("get", "gp", "-A", "-o", "json").stdout)["items"]
+    return [policy.compile_policy(GovernancePolicy.model_validate(i)) for i in items]
+
+
+@pytest.fixture(scope="module")
+def enforcing(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    apply_live(crds)
+    # Created before enforcement starts: a product that a block policy rejects.
+    crds.kubectl("apply", "-f", "-", input=dump(_doc("sales", "grandfathered", sla=None)))
+    crds.kubectl("apply", "-f", "-", input=dump(EXCEPTIONS_POLICY))
+    op = Operator(crds, tmp_path_factory.mktemp("admission"), admission="true")
+    op.start()
+    try:
+        expected = admission.desired(
+            compiled_cluster_policies(crds), platform_namespace="datamesh-system", now=TODAY
+        )
+        names = {f"{kind}/{name}" for name in expected for kind in _KIND_NAMES}
+        wait_for(
+            lambda: set(admission_objects(crds)) == names,
+            what="one admission policy and binding per block policy",
+        )
+        # The apiserver loads new admission policies asynchronously: wait until one bites.
+        wait_for(
+            lambda: _admit(crds, _doc("sales", "probe", sla=None))[0] is False,
+            what="admission to be enforced",
+        )
+        yield op
+    finally:
+        op.stop()
+        crds.kubectl("delete", KINDS, "-l", SELECTOR, check=False)
+        crds.kubectl("delete", "-f", "-", input=dump(EXCEPTIONS_POLICY), check=False)
+        crds.kubectl(
+            "delete", "dataproduct", "grandfathered", "-n", "sales", "--wait=false", check=False
+        )
+
+
+_KIND_NAMES = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def _doc(namespace: str, name: str, labels: dict[str, str] | None = None, **spec: Any) -> Any:
+    spec.setdefault("domain", namespace)
+    doc = product_dict(**spec)
+    doc["metadata"] = {"name": name, "namespace": namespace, "labels": labels or {}}
+    return doc
+
+
+def _admit(cluster: Cluster, doc: dict[str, Any]) -> tuple[bool, str]:
+    proc = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=dump(doc), check=False)
+    return proc.returncode == 0, proc.stderr
+
+
+def _engine(doc: dict[str, Any], policies: list[policy.CompiledPolicy]) -> set[str]:
+    """The (policy [rule]) pairs the engine blocks the product for."""
+    product = DataProduct.model_validate(doc)
+    namespace = product.metadata.namespace
+    result = policy.evaluate(
+        product,
+        policies,
+        now=dt.datetime.now(dt.UTC),
+        namespace_domain=namespace,  # every test namespace is its own domain
+    )
+    return {f"{v.policy} [{v.rule}]" for v in result.violations if v.enforcement == "block"}
+
+
+def parity_cases() -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted((ROOT / "products").rglob("*.yaml")):
+        docs, problems = manifest.load_file(path)
+        assert not problems
+        for d in docs:
+            if isinstance(d.obj, DataProduct):
+                doc = copy.deepcopy(d.raw)  # a new name: the live product exists already
+                doc["metadata"]["name"] = f"pl-{doc['metadata']['name']}"[:40]
+                cases.append((f"live:{path.stem}", doc))
+    for i, (path, namespace, good, bad, rule) in enumerate(CASES):
+        cases.append((f"{path}:pass", _doc(namespace, f"parity-{i}-ok", **good)))
+        if rule:
+            cases.append((f"{path}:{rule}", _doc(namespace, f"parity-{i}-bad", **bad)))
+    cases += [
+        ("domain-isolation", _doc("sales", "claims-finance", domain="finance")),
+        ("labelled-untagged", _doc("sales", "untagged", {"parity": "yes"})),
+        ("labelled-tagged", _doc("sales", "tagged", {"parity": "yes"}, tags=["parity"])),
+        ("when-guard-holds", _doc("sales", "internal-long", {"parity": "yes"}, tags=["parity"])),
+        (
+            "when-guard-off",
+            _doc(
+                "sales", "public-long", {"parity": "yes"}, tags=["parity"], classification="public"
+            ),
+        ),
+        ("exception-live", _doc("sales", "exempt-now", {"parity": "yes"})),
+        ("exception-lapsed", _doc("sales", "exempt-lapsed", {"parity": "yes"})),
+        ("exception-other-domain-product", _doc("finance", "untagged", {"parity": "yes"})),
+        ("two-policies", _doc("finance", "two-rules", sla=None, access={"auditLogging": False})),
+    ]
+    return cases
+
+
+PARITY = parity_cases()
+
+
+def test_admission_objects_are_type_checked_by_the_apiserver(enforcing: Operator) -> None:
+    objects = admission_objects(enforcing.cluster)
+    for key, obj in objects.items():
+        if key.startswith("ValidatingAdmissionPolicy/"):
+            checking = obj.get("status", {}).get("typeChecking", {})
+            assert not checking.get("expressionWarnings"), (key, checking)
+    # warn and audit policies have none; domain policies bind to their namespace only.
+    assert "ValidatingAdmissionPolicy/datamesh.datamesh-system.field-documentation" not in objects
+    binding = objects["ValidatingAdmissionPolicyBinding/datamesh.finance.audit-logging"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "finance"}
+    }
+
+
+@pytest.mark.parametrize(("case", "doc"), PARITY, ids=[c for c, _ in PARITY])
+def test_admission_and_engine_decide_alike(
+    enforcing: Operator, case: str, doc: dict[str, Any]
+) -> None:
+    admitted, error = _admit(enforcing.cluster, doc)
+    if not admitted and "denied request" not in error:
+        # Refused by the CRD's own schema or rules, before admission policies run:
+        # `meshctl validate` refuses it for the same reason.
+        docs, _ = manifest.load_text(dump(doc), f"{case}.yaml")
+        assert validation.schema_problems(docs[0]), error
+        return
+    blocked_by = _engine(doc, compiled_cluster_policies(enforcing.cluster))
+    assert admitted == (not blocked_by), (blocked_by, error)
+    if blocked_by:
+        assert "denied request" in error, error
+        named = {ref for ref in blocked_by if ref in error}
+        assert named, f"the rejection names none of {blocked_by}: {error}"
+
+
+def test_parity_corpus_covers_both_decisions() -> None:
+    assert len(PARITY) >= 40
+    assert sum(1 for c, _ in PARITY if c.startswith("live:")) == 12
+
+
+def test_only_spec_changes_are_checked(enforcing: Operator) -> None:
+    cluster = enforcing.cluster
+    # Metadata of a product stored before enforcement can still change (the operator's
+    # finalizers and annotations, a user's labels) ...
+    cluster.kubectl("label", "dataproduct", "grandfathered", "-n", "sales", "team=a")
+    # ... a spec change is checked like a new product.
+    proc = cluster.kubectl(
+        "patch",
+        "dataproduct",
+        "grandfathered",
+        "-n",
+        "sales",
+        "--type=merge",
+        "-p",
+        '{"spec":{"description":"Still without an SLA."}}',
+        check=False,
+    )
+    assert proc.returncode != 0 and "datamesh-system/sla-required [sla-present]" in proc.stderr
+    # A compliant live product edited into a violation is refused and left as it was.
+    before = cluster.kubectl("get", "dp", "orders", "-n", "sales", "-o", "json").stdout
+    proc = cluster.kubectl(
+        "patch", "dp", "orders", "-n", "sales", "--type=json",
+        "-p", '[{"op":"remove","path":"/spec/sla"}]', check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "sla-required" in proc.stderr
+    after = cluster.kubectl("get", "dp", "orders", "-n", "sales", "-o", "json").stdout
+    assert (
+        json.loads(after)["metadata"]["resourceVersion"]
+        == (json.loads(before)["metadata"]["resourceVersion"])
+    )
+    # Deleting it still works: the operator's finalizer comes off (a metadata update).
+    cluster.kubectl("delete", "dp", "grandfathered", "-n", "sales", "--timeout=60s")
+
+
+def test_relaxing_a_policy_to_warn_removes_its_admission_policy(enforcing: Operator) -> None:
+    cluster = enforcing.cluster
+    relaxed = json.loads(json.dumps(EXCEPTIONS_POLICY))
+    relaxed["spec"]["enforcement"] = "warn"
+    name = "ValidatingAdmissionPolicy/datamesh.datamesh-system.parity-tags"
+    try:
+        cluster.kubectl("apply", "-f", "-", input=dump(relaxed))
+        wait_for(lambda: name not in admission_objects(cluster), what="its removal")
+        wait_for(
+            lambda: _admit(cluster, _doc("sales", "untagged", {"parity": "yes"}))[0],
+            what="the relaxed rule to stop biting",
+        )
+    finally:
+        cluster.kubectl("apply", "-f", "-", input=dump(EXCEPTIONS_POLICY))
+    wait_for(lambda: name in admission_objects(cluster), what="its return")
+
+
+def test_turning_admission_off_removes_every_generated_object(
+    enforcing: Operator, tmp_path: Path
+) -> None:
+    enforcing.stop()
+    off = Operator(enforcing.cluster, tmp_path)  # admission is off by default
+    off.start()
+    try:
+        wait_for(lambda: admission_objects(enforcing.cluster) == {}, what="the objects removed")
+    finally:
+        off.stop()
+        enforcing.start()
