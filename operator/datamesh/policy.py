@@ -15,6 +15,7 @@ rule over a 20-field product takes a few microseconds.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,8 +82,31 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 
+# Functions whose result can be many times larger than their inputs: chained, they let a
+# rule of a few hundred characters build gigabytes (`d.replace('x', d).replace('x', d)`
+# over a 2,048-character description ran 46 s). Kubernetes bounds these with a cost
+# budget; this runtime has none to configure, so policies may not call them at all.
+# Comprehensions are bounded by the runtime's iteration budget (an error, not a hang).
+UNBOUNDED_FUNCTIONS = ("replace", "join", "format")
+_STRING_LITERAL = re.compile(
+    r"'''.*?'''" r'|""".*?"""' r"|'(?:\\.|[^'\\])*'" r'|"(?:\\.|[^"\\])*"', re.S
+)
+_UNBOUNDED_CALL = re.compile(r"\b(" + "|".join(UNBOUNDED_FUNCTIONS) + r")\s*\(")
+
+
+def _unbounded_call(source: str) -> str | None:
+    found = _UNBOUNDED_CALL.search(_STRING_LITERAL.sub("''", source))
+    return found.group(1) if found else None
+
+
 def compile_expression(source: str) -> tuple[Any | None, str | None]:
     """(program, None) or (None, the checker's message). Never raises."""
+    unbounded = _unbounded_call(source)
+    if unbounded:
+        return None, (
+            f"{unbounded}() is not allowed in policies: its result can grow without bound "
+            "and stall every reconcile"
+        )
     try:
         program = _ENV.compile(source)
     except Exception as exc:  # the binding raises RuntimeError with the checker's text

@@ -264,3 +264,35 @@ def test_rules_see_metadata_and_defaults_as_stored() -> None:
         ]
     )
     assert policy.evaluate(product(), [p], now=NOW).violations == ()
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "object.spec.description.replace('x', object.spec.description).size() > 0",
+        "object.spec.tags.join(',') != ''",
+        'object.spec.domain == "%s".format([object.spec.domain])',
+        "replace (object.spec.domain, 'a')",
+    ],
+)
+def test_functions_whose_result_can_grow_without_bound_are_refused(expression: str) -> None:
+    p = compiled(rules=[rule(expression)])
+    assert not p.valid and "not allowed in policies" in p.errors[0], p.errors
+
+
+def test_the_refusal_ignores_string_literals() -> None:
+    assert compiled(rules=[rule("object.spec.domain != 'replace(x)'")]).valid
+    assert compiled(rules=[rule("object.spec.owner.email.split('@').size() == 2")]).valid
+
+
+def test_comprehensions_beyond_the_iteration_budget_are_a_violation_not_a_hang() -> None:
+    fields = [{"name": f"f{i}", "type": "string"} for i in range(120)]
+    nested = rule(
+        "object.spec.schema.fields.all(a, object.spec.schema.fields.all(b, a == b || a != b))"
+    )
+    result = policy.evaluate(
+        product(schema={"format": "parquet", "fields": fields}),
+        [compiled(rules=[nested])],
+        now=NOW,
+    )
+    assert "Iteration budget exceeded" in result.violations[0].message
