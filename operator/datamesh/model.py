@@ -640,8 +640,13 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = Field(max_length=253)
-    namespace: str = ""
+    # The apiserver's own rules for names (RFC 1123 subdomain) and namespaces (label), so
+    # that `meshctl validate` refuses what `kubectl apply` would.
+    name: str = Field(
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
+    namespace: str = Field("", max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     labels: dict[str, str] = Field(default_factory=dict)
     generation: int = 0
 

@@ -56,17 +56,29 @@ def _path(parts: Iterable[Any]) -> str:
     return out
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """A value for a message: huge input must not make a huge message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
 def _message(error: Any) -> str:
-    validator, value = error.validator, error.instance
+    validator, value, bound = error.validator, error.instance, error.validator_value
     if validator == "required":
         return "required field is missing"
     if validator == "pattern":
-        return f"{value!r} does not match the required pattern {error.validator_value}"
+        return f"{_show(value)} does not match the required pattern {bound}"
     if validator == "enum":
-        return f"{value!r} is not one of {', '.join(map(str, error.validator_value))}"
+        return f"{_show(value)} is not one of {', '.join(map(str, bound))}"
     if validator == "type":
-        return f"must be {error.validator_value}, not {type(value).__name__} {value!r}"
-    return str(error.message)
+        return f"must be {bound}, not {type(value).__name__} {_show(value)}"
+    if validator == "maxLength":
+        return f"is {len(value)} characters long, more than the maximum of {bound}"
+    if validator == "maxItems":
+        return f"has {len(value)} items, more than the maximum of {bound}"
+    if validator in ("minimum", "maximum", "minLength", "minItems"):
+        return str(error.message) if len(str(error.message)) < 200 else f"{validator} {bound}"
+    return str(error.message)[:300]
 
 
 def _with_defaults(schema: Mapping[str, Any], value: Any) -> Any:

@@ -23,7 +23,7 @@ def expected(path: Path) -> str:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 40
+    assert len(CORPUS) >= 60
     assert len([p for p in CORPUS if p.name.startswith("policy-")]) >= 10
 
 
