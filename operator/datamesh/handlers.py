@@ -110,6 +110,10 @@ class IndexLookup:
         store = self.idx.get(("consumer", ref))
         return list(store) if store is not None else []
 
+    def upstream(self, ref: str) -> list[str]:
+        entry = self.entry(ref)
+        return upstream_refs(entry.product) if entry and entry.product else []
+
     def entry(self, ref: str) -> ProductEntry | None:
         keys = self.idx.get(("ref", ref))
         for namespace, name in keys or ():

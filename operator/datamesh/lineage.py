@@ -93,6 +93,8 @@ class Lookup(Protocol):
 
     def consumers(self, ref: str) -> Iterable[str]: ...
 
+    def upstream(self, ref: str) -> Iterable[str]: ...
+
 
 @dataclass(frozen=True)
 class GraphLookup:
@@ -103,6 +105,34 @@ class GraphLookup:
 
     def consumers(self, ref: str) -> Iterable[str]:
         return self.graph.downstream(ref)
+
+    def upstream(self, ref: str) -> Iterable[str]:
+        return self.graph.upstream.get(ref, ())
+
+
+def cycle_through(product: DataProduct, lookup: Lookup, limit: int = 10_000) -> list[str]:
+    """The shortest lineage cycle through this product, as the path that closes it
+    (``[a, b, a]``), or []. Breadth-first over its ancestors; at most ``limit`` visited."""
+    start = product.ref
+    parent: dict[str, str] = {}
+    queue = [(u, start) for u in upstream_refs(product)]
+    while queue and len(parent) < limit:
+        nxt: list[tuple[str, str]] = []
+        for node, came_from in queue:
+            if node in parent:
+                continue
+            parent[node] = came_from
+            if node == start:
+                path = [start]
+                step = came_from
+                while step != start:
+                    path.append(step)
+                    step = parent[step]
+                path.append(start)
+                return path[::-1] if len(path) > 2 else path
+            nxt.extend((u, node) for u in lookup.upstream(node))
+        queue = nxt
+    return []
 
 
 def resolve(product: DataProduct, lookup: Lookup) -> tuple[list[str], list[str], list[str]]:

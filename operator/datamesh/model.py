@@ -518,6 +518,9 @@ class Lineage(ApiModel):
     upstream: list[str] = _d("Products this one reads.", default_factory=list)
     downstream: list[str] = _d("Products that read this one.", default_factory=list)
     missing: list[str] = _d("Declared upstream products that do not exist.", default_factory=list)
+    cycle: list[str] | None = _d(
+        "A lineage cycle through this product, as the path that closes it.", default=None
+    )
 
 
 class DataProductStatus(ApiModel):

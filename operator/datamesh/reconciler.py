@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from datamesh import admission, metrics, policy, provisioning, status
 from datamesh.kube import Cluster, api_message, is_status
-from datamesh.lineage import Lookup, resolve
+from datamesh.lineage import Lookup, cycle_through, resolve
 from datamesh.model import (
     API_VERSION,
     Children,
@@ -573,7 +573,8 @@ class Reconciler:
 
 def lineage_of(product: DataProduct, lookup: Lookup) -> Lineage:
     upstream, downstream, missing = resolve(product, lookup)
-    return Lineage(upstream=upstream, downstream=downstream, missing=missing)
+    cycle = cycle_through(product, lookup) or None
+    return Lineage(upstream=upstream, downstream=downstream, missing=missing, cycle=cycle)
 
 
 def observed_from_status(product: DataProduct, previous: Mapping[str, Any]) -> status.Observed:

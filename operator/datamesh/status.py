@@ -175,7 +175,11 @@ def compute(
     else:
         pipe = cond("PipelineReady", False, "Provisioning", "the cron job is being created")
 
-    if lineage.missing:
+    if lineage.cycle:
+        lineage_cond = cond(
+            "LineageResolved", False, "Cycle", "lineage cycle: " + " -> ".join(lineage.cycle)
+        )
+    elif lineage.missing:
         lineage_cond = cond(
             "LineageResolved",
             False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datamesh.lineage import Graph, upstream_refs
+from datamesh.lineage import Graph, GraphLookup, cycle_through, upstream_refs
 from tests.factories import product
 
 
@@ -58,3 +58,23 @@ def test_cycles_are_found_once() -> None:
 
 def test_acyclic_graph_has_no_cycles() -> None:
     assert Graph.of([p("a"), p("b", "sales", "a"), p("c", "sales", "a", "b")]).cycles() == []
+
+
+def test_the_operator_finds_the_cycle_through_one_product() -> None:
+    products = [
+        p("a", "sales", "b"),
+        p("b", "sales", "c", "x"),
+        p("c", "sales", "a"),
+        p("d", "sales", "a"),
+        p("x"),
+        p("self", "sales", "self"),
+    ]
+    lookup = GraphLookup(Graph.of(products))
+    by_name = {q.metadata.name: q for q in products}
+    # The path in reading order: a reads b, b reads c, c reads a.
+    assert cycle_through(by_name["a"], lookup) == ["sales/a", "sales/b", "sales/c", "sales/a"]
+    assert cycle_through(by_name["c"], lookup) == ["sales/c", "sales/a", "sales/b", "sales/c"]
+    assert cycle_through(by_name["self"], lookup) == ["sales/self", "sales/self"]
+    # Reading a cycle is not being on one.
+    assert cycle_through(by_name["d"], lookup) == []
+    assert cycle_through(by_name["x"], lookup) == []
