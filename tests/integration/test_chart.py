@@ -96,6 +96,27 @@ def test_rbac_grants_no_secrets_and_no_wildcards() -> None:
         assert "secrets" not in rule["resources"], rule
 
 
+@pytest.mark.parametrize(
+    ("enabled", "verbs"),
+    [("false", ["list", "delete"]), ("true", ["list", "delete", "create", "update"])],
+)
+def test_admission_rights_and_setting_follow_the_value(enabled: str, verbs: list[str]) -> None:
+    docs = rendered("--set", f"admission.enabled={enabled}")
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    (rule,) = [r for r in role["rules"] if r["apiGroups"] == ["admissionregistration.k8s.io"]]
+    assert rule["resources"] == [
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    ]
+    assert rule["verbs"] == verbs
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["DATAMESH_ADMISSION"] == enabled
+
+
 def test_deployment_is_restricted_single_replica_recreate() -> None:
     deployment = next(d for d in rendered() if d["kind"] == "Deployment")
     spec = deployment["spec"]
@@ -175,6 +196,7 @@ def test_chart_service_account_cannot_read_secrets(installed: Cluster) -> None:
         ("list", "secrets"),
         ("delete", "namespaces"),
         ("create", "clusterroles"),
+        ("create", "validatingadmissionpolicies"),  # only with admission.enabled
     ]:
         proc = installed.kubectl("auth", "can-i", verb, resource, "-A", who, check=False)
         assert proc.stdout.strip() == "no", (verb, resource)
