@@ -291,7 +291,11 @@ async def _sweep_loop(product_index: kopf.Index[Any, Any]) -> None:
         if not State.indexed:
             continue
         for entry in _products(product_index):
-            if entry.pending and not State.queue.backing_off(entry.key):
+            if (
+                entry.pending
+                and not State.queue.holds(entry.key)
+                and not State.reconciler.handled(entry)
+            ):
                 State.queue.add(entry.key, provision=True, trigger="sweep")
 
 

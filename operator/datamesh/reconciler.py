@@ -240,6 +240,13 @@ class Reconciler:
         self.tally.record(entry.key, Phase.FAILED.value, frozenset())
         return Outcome(Phase.FAILED.value, False, wrote_status=wrote)
 
+    def handled(self, entry: ProductEntry) -> bool:
+        """Whether this process already wrote a status for the entry's generation (the
+        index may not have seen that write yet)."""
+        with self._locks_guard:
+            written = self._written.get(entry.uid)
+        return written is not None and written.get("observedGeneration") == entry.generation
+
     def _previous_status(self, entry: ProductEntry) -> Mapping[str, Any]:
         """Only the operator writes a product's status, so what it last wrote is the truth;
         the index can lag behind its own writes when one product is reconciled twice in

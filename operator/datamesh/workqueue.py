@@ -57,10 +57,10 @@ class WorkQueue:
                 self._order.append(key)
                 self._cond.notify()
 
-    def backing_off(self, key: Hashable) -> bool:
-        """Whether the key's last processing failed (a retry is scheduled)."""
+    def holds(self, key: Hashable) -> bool:
+        """Whether the key is waiting, being processed, or waiting for a retry."""
         with self._cond:
-            return key in self._failures
+            return key in self._waiting or key in self._active or key in self._failures
 
     def __len__(self) -> int:
         with self._cond:

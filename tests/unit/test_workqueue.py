@@ -68,10 +68,10 @@ def test_failures_are_retried_with_backoff() -> None:
             raise RuntimeError("apiserver unavailable")
 
     q = WorkQueue(1, process, base_delay=0.05, max_delay=1)
-    assert not q.backing_off("k")
+    assert not q.holds("k")
     q.add("k")
     wait(lambda: len(attempts) == 1)
-    wait(lambda: q.backing_off("k"))  # the sweep leaves a failing key to its backoff
+    wait(lambda: q.holds("k"))  # the sweep leaves a failing key to its backoff
     wait(lambda: len(attempts) == 3 and len(q) == 0)
     assert attempts[2] - attempts[1] >= attempts[1] - attempts[0] >= 0.04
-    assert not q.backing_off("k")
+    assert not q.holds("k")
