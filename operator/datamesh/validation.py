@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -76,8 +76,6 @@ def _message(error: Any) -> str:
         return f"is {len(value)} characters long, more than the maximum of {bound}"
     if validator == "maxItems":
         return f"has {len(value)} items, more than the maximum of {bound}"
-    if validator in ("minimum", "maximum", "minLength", "minItems"):
-        return str(error.message) if len(str(error.message)) < 200 else f"{validator} {bound}"
     return str(error.message)[:300]
 
 
@@ -96,44 +94,41 @@ def _with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
     return value
 
 
-def _unknown_fields(
-    schema: Mapping[str, Any],
-    value: Any,
-    path: tuple[Any, ...],
-    out: list[tuple[tuple[Any, ...], str]],
-) -> None:
-    if isinstance(value, dict) and "properties" in schema:
-        for key, sub in value.items():
-            if key not in schema["properties"]:
-                if path == () and key == "status":
-                    continue
-                out.append(((*path, key), "unknown field"))
-            elif not (path == () and key == "metadata"):
-                _unknown_fields(schema["properties"][key], sub, (*path, key), out)
-    elif isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            _unknown_fields(schema["items"], item, (*path, i), out)
-
-
-def _cel_rules(
-    schema: Mapping[str, Any],
-    value: Any,
-    path: tuple[Any, ...],
-    out: list[tuple[tuple[Any, ...], str]],
-) -> None:
-    for rule in schema.get("x-kubernetes-validations", []):
-        result = _rule(rule["rule"]).eval(data={"self": value})
-        ok = result.type().name().lower() == "bool" and result.plain_value() is True
-        if not ok:
-            where = tuple(p for p in rule.get("fieldPath", "").split(".") if p)
-            out.append(((*path, *where), str(rule["message"])))
+def _nodes(
+    schema: Mapping[str, Any], value: Any, path: tuple[Any, ...] = ()
+) -> Iterator[tuple[Mapping[str, Any], Any, tuple[Any, ...]]]:
+    """Every (schema, value, path) of a document that its schema describes, parents first."""
+    yield schema, value, path
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:
-                _cel_rules(sub, value[key], (*path, key), out)
+                yield from _nodes(sub, value[key], (*path, key))
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            _cel_rules(schema["items"], item, (*path, i), out)
+            yield from _nodes(schema["items"], item, (*path, i))
+
+
+def _unknown_fields(schema: Mapping[str, Any], value: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Fields the schema does not know (the apiserver's strict field validation)."""
+    return [
+        ((*path, key), "unknown field")
+        for node, sub, path in _nodes(schema, value)
+        if isinstance(sub, dict) and "properties" in node
+        for key in sub
+        if key not in node["properties"]
+    ]
+
+
+def _cel_rules(schema: Mapping[str, Any], value: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """The CRD's x-kubernetes-validations that do not hold, with the field they name."""
+    out = []
+    for node, sub, path in _nodes(schema, value):
+        for rule in node.get("x-kubernetes-validations", []):
+            result = _rule(rule["rule"]).eval(data={"self": sub})
+            if not (result.type().name().lower() == "bool" and result.plain_value() is True):
+                where = tuple(p for p in rule.get("fieldPath", "").split(".") if p)
+                out.append(((*path, *where), str(rule["message"])))
+    return out
 
 
 def schema_problems(doc: Document) -> list[Problem]:
@@ -159,9 +154,10 @@ def schema_problems(doc: Document) -> list[Problem]:
             missing = [k for k in error.validator_value if k not in error.instance]
             path = (*path, *missing[:1])
         found.append((path, _message(error)))
-    _unknown_fields(_schema(doc.kind), raw, (), found)
+    schema = _schema(doc.kind)
+    found += _unknown_fields(schema, raw)
     if not found:
-        _cel_rules(_schema(doc.kind), _with_defaults(_schema(doc.kind), raw), (), found)
+        found += _cel_rules(schema, _with_defaults(schema, raw))
     return [
         Problem(doc.file, doc.line_of(path), doc.label, _path(path), message)
         for path, message in found
