@@ -250,7 +250,8 @@ def policy_resumed(
 ) -> None:
     ref = f"{namespace}/{name}"
     policies = _policies(policy_index)
-    _sync_admission(policies)
+    if not State.indexed:  # the first resume syncs admission for every policy at once
+        _sync_admission(policies)
     compiled = next((c for c in policies if c.ref == ref), None)
     State.reconciler.policy_status(
         compiled, body, _products(product_index), _namespaces(namespace_index)
