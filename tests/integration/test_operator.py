@@ -47,7 +47,7 @@ def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
     return (obj or {}).get("status", {}).get("phase")
 
 
-def suspended(cluster: Cluster, namespace: str, cron_job: str) -> bool | None:
+def pipeline_suspended(cluster: Cluster, namespace: str, cron_job: str) -> bool | None:
     obj = get(cluster, "cronjob", namespace, cron_job)
     return None if obj is None else bool(obj["spec"].get("suspend"))
 
@@ -203,16 +203,7 @@ def test_policy_change_flips_product_and_suspends_pipeline_then_restores(live: O
     stricter["spec"]["rules"][0]["message"] = "availability must be at least 99.7"
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(stricter))
     try:
-        wait_for(
-            lambda: phase(cluster, "sales", "customers") == "NonCompliant",
-            timeout=20,
-            what="customers (99.5%) to become NonCompliant",
-        )
-        wait_for(
-            lambda: suspended(cluster, "sales", "customers-pipeline") is True,
-            timeout=20,
-            what="the pipeline to be suspended",
-        )
+        _wait_customers(cluster, "NonCompliant", suspended=True)
         obj = get(cluster, "dataproduct", "sales", "customers")
         ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")  # type: ignore[index]
         assert ready["status"] == "False" and ready["reason"] == "NonCompliant"
@@ -235,15 +226,20 @@ def test_policy_change_flips_product_and_suspends_pipeline_then_restores(live: O
         assert gp["status"]["violating"] >= 1  # type: ignore[index]
     finally:
         cluster.kubectl("apply", "-f", str(path))
+    _wait_customers(cluster, "Ready", suspended=False)
+
+
+def _wait_customers(cluster: Cluster, want: str, *, suspended: bool) -> None:
+    """sales/customers reaches the phase, then its pipeline the suspension, within 20 s."""
     wait_for(
-        lambda: phase(cluster, "sales", "customers") == "Ready",
+        lambda: phase(cluster, "sales", "customers") == want,
         timeout=20,
-        what="customers to be Ready again",
+        what=f"customers to be {want}",
     )
     wait_for(
-        lambda: suspended(cluster, "sales", "customers-pipeline") is False,
+        lambda: pipeline_suspended(cluster, "sales", "customers-pipeline") is suspended,
         timeout=20,
-        what="the pipeline to resume",
+        what=f"the pipeline's suspend to be {suspended}",
     )
 
 
