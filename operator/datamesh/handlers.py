@@ -17,6 +17,7 @@ from datamesh import metrics, policy
 from datamesh.kube import Cluster
 from datamesh.lineage import upstream_refs
 from datamesh.model import GROUP, VERSION, GovernancePolicy
+from datamesh.persistence import ProductMemory, ProductProgress, previous_upstream
 from datamesh.reconciler import ProductEntry, Reconciler, compile_policy_body
 from datamesh.settings import Settings
 from datamesh.workqueue import Item, WorkQueue
@@ -37,6 +38,7 @@ class State:
     settings: Settings
     reconciler: Reconciler
     queue: WorkQueue
+    memory: ProductMemory
     indexes: ClassVar[dict[str, kopf.Index[Any, Any]]] = {}
     # kopf calls no handler before every index is complete: the first call marks it.
     indexed = False
@@ -46,6 +48,9 @@ def configure(settings: Settings, cluster: Cluster) -> None:
     State.settings = settings
     State.reconciler = Reconciler(cluster, settings)
     State.queue = WorkQueue(settings.workers, _process)
+    State.memory = ProductMemory(
+        kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    )
 
 
 def _process(key: Any, item: Item) -> None:
@@ -158,7 +163,8 @@ def reconcile_product(
     State.indexed = True
     State.queue.add((namespace, name), provision=True, trigger=str(reason))
     if reason != "resume":
-        _refresh_lineage(ProductEntry.from_body(body), old, product_index)
+        before = previous_upstream(old) if isinstance(old, Mapping) else []
+        _refresh_lineage(ProductEntry.from_body(body), before, product_index)
 
 
 @kopf.on.delete(*PRODUCTS)
@@ -172,20 +178,20 @@ def delete_product(
 ) -> None:
     entry = ProductEntry.from_body(body)
     logger.info(State.reconciler.finalize(entry))
-    _refresh_lineage(entry, None, product_index)
+    State.memory.forget(entry.uid)
+    _refresh_lineage(entry, [], product_index)
 
 
-def _refresh_lineage(entry: ProductEntry, old: Any, product_index: kopf.Index[Any, Any]) -> None:
+def _refresh_lineage(
+    entry: ProductEntry, before: list[str], product_index: kopf.Index[Any, Any]
+) -> None:
     """A product's arrival, change or departure changes its neighbours' lineage status:
-    the products it reads (their downstream) and the products that read it."""
+    the products it reads or read ``before`` (their downstream) and the products that
+    read it."""
     if entry.product is None:
         return
     lookup = IndexLookup(product_index)
-    refs = set(upstream_refs(entry.product)) | set(lookup.consumers(entry.product.ref))
-    if isinstance(old, Mapping):
-        previous = ProductEntry.from_body({"metadata": {}, **old}).product
-        if previous is not None:
-            refs |= set(upstream_refs(previous))
+    refs = {*upstream_refs(entry.product), *lookup.consumers(entry.product.ref), *before}
     for ref in sorted(refs):
         neighbour = lookup.entry(ref)
         if neighbour is not None and neighbour.key != entry.key:
@@ -291,7 +297,9 @@ async def _sweep_loop(product_index: kopf.Index[Any, Any]) -> None:
         await asyncio.sleep(SWEEP_S)
         if not State.indexed:
             continue
-        for entry in _products(product_index):
+        products = _products(product_index)
+        State.memory.retain({entry.uid for entry in products})
+        for entry in products:
             if (
                 entry.pending
                 and not State.queue.holds(entry.key)
@@ -321,10 +329,9 @@ async def startup(
     **_: Any,
 ) -> None:
     settings.persistence.finalizer = f"{GROUP}/storage-protection"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    # Products' handling state stays off the products (see persistence).
+    settings.persistence.progress_storage = ProductProgress(prefix=GROUP)
+    settings.persistence.diffbase_storage = State.memory
     settings.posting.enabled = False  # the reconciler posts one event per state change
     settings.execution.max_workers = State.settings.workers
     # Per-object workers must stay unbounded (kopf's default): at start-up every worker

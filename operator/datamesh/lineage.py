@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from datamesh.model import DataProduct
 
 
 def upstream_refs(product: DataProduct) -> list[str]:
     """The products this one reads, in declaration order, without duplicates."""
-    seen: dict[str, None] = {}
-    for port in product.spec.input_ports:
-        seen[f"{port.domain or product.spec.domain}/{port.product}"] = None
-    return list(seen)
+    return refs(product.spec.domain, ((p.domain, p.product) for p in product.spec.input_ports))
+
+
+def spec_upstream_refs(spec: Mapping[str, Any]) -> list[str]:
+    """``upstream_refs`` of a spec as stored (camelCase), for callers without a model."""
+    ports = spec.get("inputPorts") or []
+    return refs(str(spec.get("domain", "")), ((p.get("domain"), p.get("product")) for p in ports))
+
+
+def refs(domain: str, ports: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """``domain/product`` per input port (the product's own domain when the port names
+    none), in order, without duplicates."""
+    return list(dict.fromkeys(f"{d or domain}/{name}" for d, name in ports if name))
 
 
 @dataclass(frozen=True)
