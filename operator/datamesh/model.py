@@ -639,9 +639,10 @@ class GovernancePolicyStatus(ApiModel):
 
 
 class ObjectMeta(BaseModel):
-    """The parts of metadata the engine reads; the rest passes through."""
+    """The parts of metadata the engine reads. The rest (managedFields, annotations) is
+    dropped: the operator keeps every product's model in memory."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     # The apiserver's own rules for names (RFC 1123 subdomain) and namespaces (label), so
     # that `meshctl validate` refuses what `kubectl apply` would.
