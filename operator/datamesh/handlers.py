@@ -93,8 +93,11 @@ def policy_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
 def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
     """Each product under its key, plus lineage keys: ("ref", domain/name) for lookups
     and ("consumer", upstream ref) -> its own ref, so lineage needs no scan."""
-    entry = ProductEntry.from_body(body)
-    keys: dict[Any, Any] = {("product", namespace, name): entry}
+    key = ("product", namespace, name)
+    current = State.indexes.get("product_index")  # still this product's previous entry
+    previous = next(iter(current.get(key) or ()), None) if current is not None else None
+    entry = ProductEntry.from_body(body, previous)
+    keys: dict[Any, Any] = {key: entry}
     if entry.product is not None and not entry.deleting:
         keys[("ref", entry.product.ref)] = (namespace, name)
         for upstream in upstream_refs(entry.product):

@@ -8,6 +8,7 @@ product, the policies and the children it finds, and writes only what differs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -45,14 +46,18 @@ def utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class ProductEntry:
-    """A product as the in-memory index holds it: parsed, with identity and status."""
+    """A product as the in-memory index holds it: parsed, with identity and status.
+
+    The index holds one per product for the operator's lifetime, so the status is kept
+    as its JSON text (a fifth of the memory of the decoded tree) and decoded on use."""
 
     namespace: str
     name: str
     uid: str
     generation: int
-    status: Mapping[str, Any]
     product: DataProduct | None
+    status_json: str = "{}"
+    observed_generation: int | None = None
     error: str | None = None
     deleting: bool = False
 
@@ -61,28 +66,50 @@ class ProductEntry:
         return (self.namespace, self.name)
 
     @property
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self.status_json))
+
+    @property
     def pending(self) -> bool:
         """Not reconciled at its current generation (as far as the index has seen)."""
-        return not self.deleting and self.status.get("observedGeneration") != self.generation
+        return not self.deleting and self.observed_generation != self.generation
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ProductEntry:
+    def from_body(
+        cls, body: Mapping[str, Any], previous: ProductEntry | None = None
+    ) -> ProductEntry:
+        """``previous``, the entry the index held before this event, lends its parsed
+        product when the event changed neither spec nor labels (status writes, kopf's
+        finalizer): most events, and parsing is most of the cost of indexing one."""
         meta = body.get("metadata", {})
+        uid = str(meta.get("uid", ""))
+        generation = int(meta.get("generation") or 0)
         product: DataProduct | None = None
         error = None
-        try:
-            product = DataProduct.model_validate(dict(body))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            error = f"{where}: {first['msg']}"
+        if (
+            previous is not None
+            and previous.product is not None
+            and previous.uid == uid
+            and previous.generation == generation
+            and previous.product.metadata.labels == (meta.get("labels") or {})
+        ):
+            product = previous.product
+        else:
+            try:
+                product = DataProduct.model_validate(dict(body))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                error = f"{where}: {first['msg']}"
+        raw_status = body.get("status") or {}
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
-            uid=str(meta.get("uid", "")),
-            generation=int(meta.get("generation") or 0),
-            status=dict(body.get("status") or {}),
+            uid=uid,
+            generation=generation,
             product=product,
+            status_json=json.dumps(raw_status, separators=(",", ":")),
+            observed_generation=raw_status.get("observedGeneration"),
             error=error,
             deleting=bool(meta.get("deletionTimestamp")),
         )
@@ -138,7 +165,8 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._admission_lock = threading.Lock()
-        self._written: dict[str, Mapping[str, Any]] = {}  # uid -> status last written
+        # uid -> (observedGeneration, status JSON) last written by this process
+        self._written: dict[str, tuple[int | None, str]] = {}
         # One pool for every fan-out (policy changes, lineage, resync), so concurrent
         # policy events share the configured number of threads instead of multiplying it.
         self._pool = ThreadPoolExecutor(
@@ -226,7 +254,8 @@ class Reconciler:
         """An object the apiserver stored but the model refuses (e.g. after a schema
         change): report it in status, touch nothing else."""
         now = self.clock()
-        prev = entry.status.get("conditions") or []
+        current = entry.status
+        prev = current.get("conditions") or []
         ready = status.condition(
             "Ready", False, "InvalidSpec", entry.error or "invalid", prev, now, entry.generation
         )
@@ -235,7 +264,7 @@ class Reconciler:
             "phase": Phase.FAILED.value,
             "conditions": [ready.model_dump(by_alias=True, exclude_none=True)],
         }
-        merged = {**entry.status, **new}
+        merged = {**current, **new}
         wrote = self._write_status(entry, self._previous_status(entry), merged)
         self.tally.record(entry.key, Phase.FAILED.value, frozenset())
         return Outcome(Phase.FAILED.value, False, wrote_status=wrote)
@@ -245,14 +274,15 @@ class Reconciler:
         index may not have seen that write yet)."""
         with self._locks_guard:
             written = self._written.get(entry.uid)
-        return written is not None and written.get("observedGeneration") == entry.generation
+        return written is not None and written[0] == entry.generation
 
     def _previous_status(self, entry: ProductEntry) -> Mapping[str, Any]:
         """Only the operator writes a product's status, so what it last wrote is the truth;
         the index can lag behind its own writes when one product is reconciled twice in
         quick succession, and comparing against a stale status would write again."""
         with self._locks_guard:
-            return self._written.get(entry.uid, entry.status)
+            written = self._written.get(entry.uid)
+        return dict(json.loads(written[1])) if written else entry.status
 
     def _write_status(
         self, entry: ProductEntry, old: Mapping[str, Any], new: dict[str, Any]
@@ -263,8 +293,9 @@ class Reconciler:
                 "DataProduct", entry.namespace, entry.name, {"status": patch}, sub="status"
             )
             self._events(entry, old, new)
+        text = json.dumps(new, separators=(",", ":"))
         with self._locks_guard:
-            self._written[entry.uid] = new
+            self._written[entry.uid] = (new.get("observedGeneration"), text)
         return patch is not None
 
     def _events(self, entry: ProductEntry, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
