@@ -90,7 +90,7 @@ def policy_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
 
 
 @kopf.index(*PRODUCTS)
-def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
+async def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
     """Each product under its key, plus lineage keys: ("ref", domain/name) for lookups
     and ("consumer", upstream ref) -> its own ref, so lineage needs no scan."""
     key = ("product", namespace, name)
@@ -131,7 +131,7 @@ class IndexLookup:
 
 
 @kopf.index("", "v1", "namespaces")
-def namespace_index(name: str, labels: kopf.Labels, **_: Any) -> Any:
+async def namespace_index(name: str, labels: kopf.Labels, **_: Any) -> Any:
     return {name: labels.get(DOMAIN_LABEL, name)}
 
 
@@ -153,7 +153,7 @@ def _namespaces(idx: kopf.Index[Any, Any]) -> dict[str, str]:
 @kopf.on.resume(*PRODUCTS)
 @kopf.on.create(*PRODUCTS)
 @kopf.on.update(*PRODUCTS)
-def reconcile_product(
+async def reconcile_product(
     body: kopf.Body,
     reason: str,
     old: Any,
@@ -162,7 +162,9 @@ def reconcile_product(
     product_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    """Only enqueues: the work queue reconciles from the index (see ``workqueue``)."""
+    """Only enqueues: the work queue reconciles from the index (see ``workqueue``).
+    Async, like the indexers, because none of them waits on anything: kopf runs them in
+    its event loop instead of handing each event to a thread."""
     State.indexed = True
     State.queue.add((namespace, name), provision=True, trigger=str(reason))
     if reason != "resume":

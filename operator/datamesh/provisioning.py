@@ -20,6 +20,9 @@ LABEL_PRODUCT = "datamesh.io/product"
 LABEL_DOMAIN = "datamesh.io/domain"
 LABEL_RETAINED = "datamesh.io/retained"
 CONTRACT_KEY = "contract.yaml"
+# libyaml's dumper writes the same text as PyYAML's own, six times faster; every
+# provisioning reconcile renders the contract to compare it with the ConfigMap.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 PIPELINE_UID = 65532  # the conventional "nonroot" user of distroless images
 # Members of a domain reach its products through this group (mapped by your identity
 # provider or authenticating proxy).
@@ -230,7 +233,7 @@ def pipeline(product: DataProduct, uid: str, *, suspend: bool) -> Child | None:
 
 
 def contract_config_map(product: DataProduct, uid: str) -> Child:
-    body = yaml.safe_dump(contract_document(product), sort_keys=True, width=100)
+    body = yaml.dump(contract_document(product), Dumper=_DUMPER, sort_keys=True, width=100)
     return Child(
         "ConfigMap",
         {
