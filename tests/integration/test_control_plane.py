@@ -7,7 +7,7 @@ import time
 
 from kubernetes import client
 
-from tests.conftest import Cluster
+from tests.conftest import ROOT, Cluster
 
 
 def test_kubectl_and_python_client_see_the_same_objects(cluster: Cluster, namespace: str) -> None:
@@ -43,7 +43,12 @@ def _token_kubectl(cluster: Cluster, namespace: str, token: str, *args: str) -> 
         *args,
         check=False,
         kubeconfig=False,
-        env={"KUBECONFIG": "/dev/null", "PATH": "/usr/bin:/bin"},
+        # No kubeconfig, and a HOME of its own: without one kubectl caches into the cwd.
+        env={
+            "KUBECONFIG": "/dev/null",
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(ROOT / ".cache" / "kubectl-home"),
+        },
     )
     return proc.returncode, proc.stderr + proc.stdout
 
