@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -162,7 +163,10 @@ class Reconciler:
         self.settings = settings
         self.clock = clock
         self.tally = Tally()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        # A lock lives while a reconcile holds it: products come and go, locks with them.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], threading.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._locks_guard = threading.Lock()
         self._admission_lock = threading.Lock()
         # uid -> (observedGeneration, status JSON) last written by this process

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
-from datamesh.reconciler import ProductEntry
+from datamesh.kube import Cluster
+from datamesh.reconciler import ProductEntry, Reconciler, utcnow
+from datamesh.settings import Settings
 from tests.factories import product_dict
 
 
@@ -59,3 +61,11 @@ def test_an_invalid_product_is_reported_not_reused() -> None:
     entry = ProductEntry.from_body(broken, ProductEntry.from_body(body()))
     assert entry.product is None
     assert entry.error is not None and "domain" in entry.error
+
+
+def test_a_products_lock_lives_only_while_held() -> None:
+    reconciler = Reconciler(cast(Cluster, None), Settings(), clock=utcnow)
+    with reconciler._lock(("ns", "a")):  # as the reconcile holds it: no other reference
+        assert reconciler._lock(("ns", "a")).locked()  # a second reconcile waits on it
+        assert len(reconciler._locks) == 1
+    assert len(reconciler._locks) == 0
