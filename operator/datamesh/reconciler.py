@@ -238,7 +238,7 @@ class Reconciler:
                 product, entry.uid, evaluation.compliant, create_first=fresh
             )
         else:
-            observed = observed_from_status(product, previous)
+            observed = observed_from_status(product, previous, compliant=evaluation.compliant)
         new = status.compute(
             generation=entry.generation,
             evaluation=evaluation,
@@ -619,17 +619,20 @@ def lineage_of(product: DataProduct, lookup: Lookup) -> Lineage:
     return Lineage(upstream=upstream, downstream=downstream, missing=missing, cycle=cycle)
 
 
-def observed_from_status(product: DataProduct, previous: Mapping[str, Any]) -> status.Observed:
-    """What the last full reconcile saw, for re-evaluations that do not touch children."""
-    conditions = {c.get("type"): c for c in previous.get("conditions") or []}
+def observed_from_status(
+    product: DataProduct, previous: Mapping[str, Any], *, compliant: bool
+) -> status.Observed:
+    """What the last full reconcile saw, for re-evaluations that do not touch children.
+    Compliance has not changed since, so the job is as that reconcile planned it:
+    suspended when the product is non-compliant or its spec pauses it."""
     children = Children.model_validate(previous.get("children") or {})
-    pipe = conditions.get("PipelineReady", {})
+    job = product.spec.pipeline
     return status.Observed(
         storage_wanted=product.spec.storage is not None,
         storage_exists=children.storage_claim is not None,
         pipeline_wanted=product.spec.pipeline is not None,
         pipeline_exists=children.cron_job is not None,
-        pipeline_suspended="suspended" in str(pipe.get("message", "")),
+        pipeline_suspended=job is not None and (job.suspend or not compliant),
         children=children,
     )
 

@@ -4,9 +4,9 @@ import copy
 from typing import Any, cast
 
 from datamesh.kube import Cluster
-from datamesh.reconciler import ProductEntry, Reconciler, utcnow
+from datamesh.reconciler import ProductEntry, Reconciler, observed_from_status, utcnow
 from datamesh.settings import Settings
-from tests.factories import product_dict
+from tests.factories import product, product_dict
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -69,3 +69,16 @@ def test_a_products_lock_lives_only_while_held() -> None:
         assert reconciler._lock(("ns", "a")).locked()  # a second reconcile waits on it
         assert len(reconciler._locks) == 1
     assert len(reconciler._locks) == 0
+
+
+def test_a_re_evaluation_without_children_reads_the_job_state_from_the_plan() -> None:
+    previous = {"children": {"cronJob": "orders-pipeline", "storageClaim": "orders-data"}}
+    job = {"schedule": "0 * * * *", "image": "busybox:1.36"}
+    active = product(pipeline=job)
+    paused = product(pipeline={**job, "suspend": True})
+    assert not observed_from_status(active, previous, compliant=True).pipeline_suspended
+    assert observed_from_status(paused, previous, compliant=True).pipeline_suspended
+    assert observed_from_status(active, previous, compliant=False).pipeline_suspended
+    seen = observed_from_status(product(), previous, compliant=True)
+    assert not seen.pipeline_wanted and not seen.pipeline_suspended
+    assert seen.storage_exists and seen.children.storage_claim == "orders-data"
