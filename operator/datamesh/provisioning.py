@@ -157,7 +157,13 @@ def storage_claim(product: DataProduct, uid: str) -> Child | None:
     )
 
 
-def pipeline(product: DataProduct, uid: str, *, suspend: bool) -> Child | None:
+def pipeline_suspended(product: DataProduct, *, compliant: bool) -> bool:
+    """A product's job runs only while it is compliant and its spec does not pause it."""
+    job = product.spec.pipeline
+    return job is not None and (job.suspend or not compliant)
+
+
+def pipeline(product: DataProduct, uid: str, *, compliant: bool) -> Child | None:
     """The refresh CronJob, under the "restricted" Pod Security Standard."""
     job = product.spec.pipeline
     if job is None:
@@ -219,7 +225,7 @@ def pipeline(product: DataProduct, uid: str, *, suspend: bool) -> Child | None:
             "metadata": _meta(product, uid, names.cron_job),
             "spec": {
                 "schedule": job.schedule,
-                "suspend": suspend or job.suspend,
+                "suspend": pipeline_suspended(product, compliant=compliant),
                 "concurrencyPolicy": "Forbid",
                 "successfulJobsHistoryLimit": 3,
                 "failedJobsHistoryLimit": 3,
@@ -331,7 +337,7 @@ def plan(product: DataProduct, uid: str, *, compliant: bool) -> list[Child]:
         service_account(product, uid),
         reader_role(product, uid),
         reader_binding(product, uid),
-        pipeline(product, uid, suspend=not compliant),
+        pipeline(product, uid, compliant=compliant),
     ]
     return [c for c in children if c is not None]
 

@@ -626,13 +626,12 @@ def observed_from_status(
     Compliance has not changed since, so the job is as that reconcile planned it:
     suspended when the product is non-compliant or its spec pauses it."""
     children = Children.model_validate(previous.get("children") or {})
-    job = product.spec.pipeline
     return status.Observed(
         storage_wanted=product.spec.storage is not None,
         storage_exists=children.storage_claim is not None,
         pipeline_wanted=product.spec.pipeline is not None,
         pipeline_exists=children.cron_job is not None,
-        pipeline_suspended=job is not None and (job.suspend or not compliant),
+        pipeline_suspended=provisioning.pipeline_suspended(product, compliant=compliant),
         children=children,
     )
 
