@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.factories import product_dict  # noqa: E402
 
-from datamesh.kube import Cluster  # noqa: E402
+from datamesh.controller.kube import Cluster  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("localcluster", ROOT / "hack" / "localcluster.py")
 assert _spec and _spec.loader
@@ -72,7 +72,7 @@ class Operator:
             "DATAMESH_LOG_LEVEL": "WARNING",
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "datamesh.main"],
+            [sys.executable, "-m", "datamesh.controller.main"],
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from datamesh import crd
+from datamesh.api import crd
 
 ROOT = Path(__file__).resolve().parent.parent
 

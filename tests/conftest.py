@@ -146,7 +146,7 @@ class Operator:
         self.starts += 1
         log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "datamesh.main"],
+            [sys.executable, "-m", "datamesh.controller.main"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

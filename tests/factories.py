@@ -8,8 +8,9 @@ from typing import Any
 
 import yaml
 
-from datamesh import manifest, policy
-from datamesh.model import DataProduct, GovernancePolicy
+from datamesh.meshctl import loader
+from datamesh.governance import policy
+from datamesh.api.models import DataProduct, GovernancePolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,17 +99,17 @@ def policy_obj(
 
 def live_policy(relative: str) -> GovernancePolicy:
     """A policy file from policies/, e.g. 'global/retention.yaml'."""
-    docs, problems = manifest.load_file(ROOT / "policies" / relative)
+    docs, problems = loader.load_file(ROOT / "policies" / relative)
     assert not problems, problems
     objs = [d.obj for d in docs if isinstance(d.obj, GovernancePolicy)]
     assert len(objs) == 1
     return objs[0]
 
 
-def live_documents() -> list[manifest.Document]:
-    docs: list[manifest.Document] = []
-    for path in manifest.yaml_files([ROOT / "products", ROOT / "policies"]):
-        found, problems = manifest.load_file(path, str(path.relative_to(ROOT)))
+def live_documents() -> list[loader.Document]:
+    docs: list[loader.Document] = []
+    for path in loader.yaml_files([ROOT / "products", ROOT / "policies"]):
+        found, problems = loader.load_file(path, str(path.relative_to(ROOT)))
         assert not problems, "\n".join(map(str, problems))
         docs.extend(found)
     return docs

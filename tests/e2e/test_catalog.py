@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datamesh import cli
+from datamesh.meshctl.main import main as meshctl
 from tests.factories import ROOT
 
 CHROMIUM = shutil.which("chromium")
@@ -33,7 +33,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     cwd = Path.cwd()
     os.chdir(ROOT)
     try:
-        assert cli.main(["catalog", "--out", str(out)]) == 0
+        assert meshctl(["catalog", "--out", str(out)]) == 0
     finally:
         os.chdir(cwd)
     options = Options()

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from datamesh import admission, manifest, policy, validation
-from datamesh.model import DataProduct, GovernancePolicy
+from datamesh.governance import admission
+from datamesh.meshctl import loader
+from datamesh.governance import policy
+from datamesh.meshctl import checks
+from datamesh.api.models import DataProduct, GovernancePolicy
 from tests.conftest import Cluster, Operator
 from tests.factories import ROOT, dump, product_dict
 from tests.integration.test_api import apply_live
@@ -138,7 +141,7 @@ def _engine(doc: dict[str, Any], policies: list[policy.CompiledPolicy]) -> set[s
 def parity_cases() -> list[tuple[str, dict[str, Any]]]:
     cases: list[tuple[str, dict[str, Any]]] = []
     for path in sorted((ROOT / "products").rglob("*.yaml")):
-        docs, problems = manifest.load_file(path)
+        docs, problems = loader.load_file(path)
         assert not problems
         for d in docs:
             if isinstance(d.obj, DataProduct):
@@ -204,8 +207,8 @@ def test_admission_and_engine_decide_alike(
     if not admitted and "denied request" not in error:
         # Refused by the CRD's own schema or rules, before admission policies run:
         # `meshctl validate` refuses it for the same reason.
-        docs, _ = manifest.load_text(dump(doc), f"{case}.yaml")
-        assert docs[0].problems or validation.schema_problems(docs[0]), error
+        docs, _ = loader.load_text(dump(doc), f"{case}.yaml")
+        assert docs[0].problems or checks.schema_problems(docs[0]), error
         return
     blocked_by = _engine(doc, compiled_cluster_policies(enforcing.cluster))
     assert admitted == (not blocked_by), (blocked_by, error)

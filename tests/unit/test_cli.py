@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from datamesh import cli
+from datamesh.meshctl.main import main as meshctl
 from tests.factories import ROOT
 
 
@@ -26,7 +26,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
+    code = meshctl(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -84,7 +84,7 @@ def test_usage_errors_exit_2(repo: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, _, err = run(capsys, "validate", "nowhere/")
     assert code == 2 and "no such file" in err
     with pytest.raises(SystemExit) as info:
-        cli.main(["validate", "--format", "xml"])
+        meshctl(["validate", "--format", "xml"])
     assert info.value.code == 2
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from datamesh import crd
+from datamesh.api import crd
 from tests.factories import ROOT
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from datamesh import policy
-from datamesh.lineage import Graph
-from datamesh.model import DataProduct, GovernancePolicy
+from datamesh.governance import policy
+from datamesh.governance.lineage import Graph
+from datamesh.api.models import DataProduct, GovernancePolicy
 from tests.factories import ROOT, compiled_live_policies, live_documents
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datamesh import cli
+from datamesh.meshctl.main import main as meshctl
 from tests.factories import ROOT
 
 CORPUS = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
@@ -37,7 +37,7 @@ def test_invalid_input_is_reported(
     target = tmp_path / target_dir / f"zz-{case.name}"
     shutil.copy(case, target)
     monkeypatch.chdir(tmp_path)
-    code = cli.main(["validate"])
+    code = meshctl(["validate"])
     out = capsys.readouterr().out
     assert code == 1, out
     lines = [line for line in out.splitlines() if line.startswith(f"{target_dir}/zz-")]

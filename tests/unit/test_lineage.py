@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datamesh.lineage import Graph, GraphLookup, cycle_through, upstream_refs
+from datamesh.governance.lineage import Graph, GraphLookup, cycle_through, upstream_refs
 from tests.factories import product
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from datamesh import policy
+from datamesh.governance import policy
 from tests.factories import ROOT, live_policy, product
 from tests.policy_cases import CASES
 

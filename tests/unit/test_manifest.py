@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from datamesh import manifest
-from datamesh.model import DataProduct
+from datamesh.meshctl import loader
+from datamesh.api.models import DataProduct
 from tests.factories import dump, product_dict
 
 
-def load(text: str) -> tuple[list[manifest.Document], list[manifest.Problem]]:
-    return manifest.load_text(text, "products/sales/orders.yaml")
+def load(text: str) -> tuple[list[loader.Document], list[loader.Problem]]:
+    return loader.load_text(text, "products/sales/orders.yaml")
 
 
 def test_valid_product_parses() -> None:

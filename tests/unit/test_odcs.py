@@ -12,8 +12,9 @@ import pytest
 import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 
-from datamesh import cli, odcs
-from datamesh.model import DataProduct
+from datamesh.meshctl.main import main as meshctl
+from datamesh.meshctl import odcs
+from datamesh.api.models import DataProduct
 from tests.factories import ROOT, live_documents
 
 SCHEMA = json.loads((Path(open_data_contract_standard.__file__).parent / "schema.json").read_text())
@@ -56,8 +57,8 @@ def test_meshctl_export_writes_odcs(
 ) -> None:
     monkeypatch.chdir(ROOT)
     out = tmp_path / "orders.odcs.yaml"
-    assert cli.main(["export", "sales/orders", "--format", "odcs", "--out", str(out)]) == 0
+    assert meshctl(["export", "sales/orders", "--format", "odcs", "--out", str(out)]) == 0
     doc = yaml.safe_load(out.read_text())
     assert doc["kind"] == "DataContract" and doc["name"] == "orders"
-    assert cli.main(["export", "nothing"]) == 2
-    assert "must name exactly one product" in capsys.readouterr().err
+    assert meshctl(["export", "nothing"]) == 2
+    assert "no product named 'nothing'" in capsys.readouterr().err

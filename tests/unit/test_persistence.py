@@ -5,13 +5,13 @@ from typing import Any
 
 import kopf
 
-from datamesh.model import GROUP
-from datamesh.persistence import ProductMemory, ProductProgress, previous_upstream
+from datamesh.api.constants import API_VERSION, GROUP
+from datamesh.controller.handling_state import ProductMemory, ProductProgress, previous_upstream
 
 
 def product(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "DataProduct",
         "metadata": {
             "name": "orders",
@@ -37,7 +37,7 @@ def product(**changes: Any) -> dict[str, Any]:
 
 def policy() -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "GovernancePolicy",
         "metadata": {"name": "p", "namespace": "datamesh-system", "uid": "uid-p"},
         "spec": {"enforcement": "block"},

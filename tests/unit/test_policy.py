@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from datamesh import policy
+from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE
+from datamesh.governance import policy
 from tests.factories import policy_obj, product
 
 NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
@@ -157,7 +158,7 @@ def test_when_false_skips_the_rule() -> None:
 def test_match_narrows_the_products_a_policy_applies_to(match: dict, applies: bool) -> None:
     p = policy_obj(match=match)
     subject = product(labels={"tier": "gold"}, tags=["orders"])
-    assert policy.applies(p, subject, policy.DEFAULT_PLATFORM_NAMESPACE) is applies
+    assert policy.applies(p, subject, DEFAULT_PLATFORM_NAMESPACE) is applies
 
 
 def test_domain_policy_applies_only_in_its_own_namespace() -> None:

@@ -6,7 +6,7 @@ import copy
 
 import yaml
 
-from datamesh import provisioning
+from datamesh.controller import provisioning
 from tests.factories import product
 
 UID = "0000-uid"

@@ -3,9 +3,11 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
-from datamesh.kube import Cluster
-from datamesh.reconciler import ProductEntry, Reconciler, observed_from_status, utcnow
-from datamesh.settings import Settings
+from datamesh.controller.kube import Cluster
+from datamesh.controller.index import ProductEntry
+from datamesh.controller.products import ProductReconciler, observed_from_status
+from datamesh.controller.status import utcnow
+from datamesh.controller.settings import Settings
 from tests.factories import product, product_dict
 
 
@@ -64,7 +66,7 @@ def test_an_invalid_product_is_reported_not_reused() -> None:
 
 
 def test_a_products_lock_lives_only_while_held() -> None:
-    reconciler = Reconciler(cast(Cluster, None), Settings(), clock=utcnow)
+    reconciler = ProductReconciler(cast(Cluster, None), Settings(), clock=utcnow)
     with reconciler._lock(("ns", "a")):  # as the reconcile holds it: no other reference
         assert reconciler._lock(("ns", "a")).locked()  # a second reconcile waits on it
         assert len(reconciler._locks) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datamesh.settings import Settings, SettingsError
+from datamesh.controller.settings import Settings, SettingsError
 
 
 def test_defaults() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from datamesh import policy, status
-from datamesh.model import Children, Lineage
+from datamesh.governance import policy
+from datamesh.controller import status
+from datamesh.api.models import Children, Lineage
 from tests.factories import policy_obj, product
 
 T0 = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)

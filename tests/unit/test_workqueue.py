@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Hashable
 
-from datamesh.workqueue import Item, WorkQueue
+from datamesh.controller.workqueue import Item, WorkQueue
 
 
 def wait(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]

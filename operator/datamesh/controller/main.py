@@ -14,9 +14,9 @@ from typing import Any
 
 import kopf
 
-from datamesh import handlers, metrics
-from datamesh.kube import Cluster
-from datamesh.settings import Settings, SettingsError
+from datamesh.controller import handlers, metrics
+from datamesh.controller.kube import Cluster
+from datamesh.controller.settings import Settings, SettingsError
 
 
 class JsonFormatter(logging.Formatter):

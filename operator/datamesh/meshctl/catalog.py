@@ -1,5 +1,5 @@
-"""A static, browsable catalog of the mesh: one HTML file, no server needed. Pure: the
-caller writes the returned text.
+"""``meshctl catalog``: a static, browsable catalog of the mesh, one HTML file that needs
+no server. ``render`` is pure; ``run`` validates the repository and writes the page.
 
 Search filters by name, domain, tag and description as you type; each product shows its
 contract, owner, SLA and compliance; the lineage graph is an inline SVG laid out by
@@ -8,13 +8,18 @@ depth (sources on the left).
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import html
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from datamesh.lineage import Graph
-from datamesh.model import DataProduct, Enforcement
-from datamesh.policy import Evaluation
+from datamesh.api.models import DataProduct, Enforcement
+from datamesh.governance.lineage import Graph
+from datamesh.governance.policy import Evaluation
+from datamesh.meshctl import checks, repository
 
 NODE_W, NODE_H, GAP_X, GAP_Y = 210, 40, 70, 22
 
@@ -162,3 +167,29 @@ def render(
         f'<script type="application/json" id="index">{html.escape(index)}</script>'
         f"<script>{_SCRIPT}</script></body></html>"
     )
+
+
+def register(sub: Any) -> None:
+    cat = sub.add_parser("catalog", help="write a static HTML catalog of the mesh")
+    cat.add_argument("--out", required=True, help="folder for index.html")
+    repository.add_platform_namespace(cat)
+    cat.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = repository.root(Path.cwd())
+    documents, problems = repository.load([repo / "products", repo / "policies"], repo)
+    report = checks.validate(
+        documents, problems, now=dt.datetime.now(dt.UTC), platform_namespace=args.platform_namespace
+    )
+    products = [r.product for r in report.products if r.product is not None]
+    evaluations = {
+        r.product.ref: Evaluation(tuple(r.violations), ())
+        for r in report.products
+        if r.product is not None
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.html").write_text(render(products, evaluations), encoding="utf-8")
+    print(f"wrote {out / 'index.html'} ({len(products)} products)")
+    return 0

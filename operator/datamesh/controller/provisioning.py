@@ -13,11 +13,10 @@ from typing import Any
 
 import yaml
 
-from datamesh.model import API_VERSION, DataProduct, DeletionPolicy
+from datamesh.api.constants import API_VERSION, DOMAIN_LABEL, MANAGED_BY
+from datamesh.api.models import DataProduct, DeletionPolicy
 
-MANAGED_BY = "datamesh-operator"
 LABEL_PRODUCT = "datamesh.io/product"
-LABEL_DOMAIN = "datamesh.io/domain"
 LABEL_RETAINED = "datamesh.io/retained"
 CONTRACT_KEY = "contract.yaml"
 # libyaml's dumper writes the same text as PyYAML's own, six times faster; every
@@ -78,7 +77,7 @@ def labels(product: DataProduct) -> dict[str, str]:
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/part-of": "datamesh",
         LABEL_PRODUCT: product.metadata.name,
-        LABEL_DOMAIN: product.spec.domain,
+        DOMAIN_LABEL: product.spec.domain,
     }
 
 

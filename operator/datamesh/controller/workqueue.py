@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-log = logging.getLogger("datamesh.workqueue")
+log = logging.getLogger("datamesh.controller.workqueue")
 
 
 @dataclass
@@ -25,6 +25,9 @@ class Item:
 
 
 class WorkQueue:
+    """Keys in, one worker per key at a time out. Every shared field (waiting, order,
+    active, failures) is read and written under ``_cond``; ``_process`` runs outside it."""
+
     def __init__(
         self,
         workers: int,
@@ -76,10 +79,12 @@ class WorkQueue:
                 self._active.add(key)
             try:
                 self._process(key, item)
-                self._failures.pop(key, None)
+                with self._cond:
+                    self._failures.pop(key, None)
             except Exception:
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
+                with self._cond:  # ``holds`` reads the failures under the same lock
+                    failures = self._failures.get(key, 0) + 1
+                    self._failures[key] = failures
                 delay = min(self._max, self._base * 2 ** (failures - 1))
                 log.exception(
                     "processing %s failed (attempt %d); retrying in %.0f s", key, failures, delay

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from datamesh.model import DataProduct
+from datamesh.api.models import DataProduct
 
 
 def upstream_refs(product: DataProduct) -> list[str]:

@@ -8,11 +8,11 @@ same and nothing is written (``merge_patch`` returns None).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from datamesh.model import (
+from datamesh.api.models import (
     Children,
     Compliance,
     Condition,
@@ -22,9 +22,15 @@ from datamesh.model import (
     Lineage,
     Phase,
 )
-from datamesh.policy import Evaluation
+from datamesh.governance.policy import Evaluation
 
 MAX_MESSAGE = 1024
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def timestamp(now: dt.datetime) -> str:

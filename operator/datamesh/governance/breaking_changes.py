@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datamesh.model import DataProduct, FieldConstraints, SchemaField
+from datamesh.api.models import DataProduct, FieldConstraints, SchemaField
 
 
 @dataclass(frozen=True)

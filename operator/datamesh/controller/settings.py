@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE
+
 PREFIX = "DATAMESH_"
 
 
@@ -24,7 +26,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     platform_namespace: str = Field(
-        "datamesh-system", description="Namespace whose policies are global."
+        DEFAULT_PLATFORM_NAMESPACE, description="Namespace whose policies are global."
     )
     metrics_port: int = Field(
         9090, ge=0, le=65535, description="Prometheus metrics port; 0 turns metrics off."

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -48,3 +51,31 @@ UNHANDLED_ERRORS = Counter(
 def serve(port: int, address: str) -> None:
     if port:
         start_http_server(port, addr=address, registry=REGISTRY)
+
+
+@dataclass
+class PhaseTally:
+    """Per-product phase and violations, so the gauges are exact without rescanning:
+    each record replaces what the product counted before."""
+
+    phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    violations: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(
+        self, key: tuple[str, str], phase: str | None, violated: frozenset[tuple[str, str]]
+    ) -> None:
+        """``phase`` None: the product is gone and counts no more."""
+        with self.lock:
+            old_phase = self.phases.pop(key, None)
+            if old_phase:
+                PRODUCTS_BY_PHASE.labels(old_phase).dec()
+            for pol, enf in self.violations.pop(key, frozenset()):
+                VIOLATIONS.labels(pol, enf).dec()
+            if phase is None:
+                return
+            self.phases[key] = phase
+            PRODUCTS_BY_PHASE.labels(phase).inc()
+            self.violations[key] = violated
+            for pol, enf in violated:
+                VIOLATIONS.labels(pol, enf).inc()

@@ -25,19 +25,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from datamesh.model import GROUP, VERSION, Enforcement, LabelSelector
-from datamesh.policy import (
+from datamesh.api.constants import DOMAIN_LABEL, GROUP, MANAGED_BY, VERSION
+from datamesh.api.models import Enforcement, LabelSelector
+from datamesh.governance.policy import (
     BUILTIN_POLICY,
     CompiledPolicy,
+    in_force,
     is_global,
-    parse_time,
 )
 
 API = "admissionregistration.k8s.io/v1"
 LABEL = f"{GROUP}/admission"
 ANNOTATION_POLICY = f"{GROUP}/policy"
-DOMAIN_LABEL = f"{GROUP}/domain"
-MANAGED_BY = "datamesh-operator"
 BUILTIN_NAME = "datamesh.domain-isolation"
 _ONLY_SPEC_CHANGES = 'request.operation == "CREATE" || object.spec != oldObject.spec'
 
@@ -105,11 +104,8 @@ def match_conditions(compiled: CompiledPolicy, now: dt.datetime) -> list[dict[st
             conditions.append((f"selector-{i}", expression))
     exempt = []
     for exc in compiled.policy.spec.exceptions:
-        try:
-            if parse_time(exc.expires) <= now:
-                continue
-        except ValueError:
-            continue  # an unparsable date never grants an exception
+        if not in_force(exc, now):
+            continue
         clause = f"object.metadata.name == {_str(exc.product)}"
         if exc.domain is not None:
             clause += f" && object.spec.domain == {_str(exc.domain)}"

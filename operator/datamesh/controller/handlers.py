@@ -1,69 +1,95 @@
-"""kopf handlers: thin. They gather inputs (indexes, bodies) and call the reconciler.
+"""kopf handlers: thin. They gather inputs from the indexes and event bodies, call the
+reconcilers, and return; the work queue runs product reconciles off kopf's event loop.
 
-Indexes keep every policy (compiled once per change), product and namespace in memory, so
-no handler lists anything from the apiserver.
+Indexes keep every policy (compiled once per change), product and namespace in memory,
+so no handler lists anything from the apiserver. kopf runs no handler (and no event
+handler) before every index is complete; ``indexes_complete`` turns that into a flag the
+timers wait for, because a timer that acts on half-filled indexes would delete the
+admission objects of policies not yet indexed and sweep products not yet seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import kopf
 
-from datamesh import metrics, policy
-from datamesh.kube import Cluster
-from datamesh.lineage import upstream_refs
-from datamesh.model import GROUP, VERSION, GovernancePolicy
-from datamesh.persistence import ProductMemory, ProductProgress, previous_upstream
-from datamesh.reconciler import ProductEntry, Reconciler, compile_policy_body
-from datamesh.settings import Settings
-from datamesh.workqueue import Item, WorkQueue
+from datamesh.api.constants import GROUP, VERSION, namespace_domain
+from datamesh.controller import metrics
+from datamesh.controller.admission_sync import AdmissionSync
+from datamesh.controller.handling_state import ProductMemory, ProductProgress, previous_upstream
+from datamesh.controller.index import (
+    IndexLookup,
+    ProductEntry,
+    compile_policy_body,
+    namespaces_of,
+    parse_policy,
+    policies_of,
+    product_at,
+    product_keys,
+    products_of,
+)
+from datamesh.controller.kube import Cluster
+from datamesh.controller.policies import PolicyReconciler
+from datamesh.controller.products import ProductReconciler
+from datamesh.controller.settings import Settings
+from datamesh.controller.workqueue import Item, WorkQueue
+from datamesh.governance import policy
+from datamesh.governance.lineage import upstream_refs
 
 PRODUCTS = (GROUP, VERSION, "dataproducts")
 POLICIES = (GROUP, VERSION, "governancepolicies")
-DOMAIN_LABEL = "datamesh.io/domain"
+NAMESPACES = ("", "v1", "namespaces")
 ADMISSION_SYNC_S = 10.0
 SWEEP_S = 10.0
-ADMISSION_GRACE_S = 30.0
 
-log = logging.getLogger("datamesh.handlers")
+log = logging.getLogger("datamesh.controller.handlers")
 
 
 class State:
-    """Set once by ``main`` before kopf starts, and by the startup handler (indexes)."""
+    """Set once by ``configure`` before kopf starts, and by the startup handler."""
 
     settings: Settings
-    reconciler: Reconciler
+    products: ProductReconciler
+    policies: PolicyReconciler
+    admission: AdmissionSync
     queue: WorkQueue
     memory: ProductMemory
     indexes: ClassVar[dict[str, kopf.Index[Any, Any]]] = {}
-    # kopf calls no handler before every index is complete: the first call marks it.
-    indexed = False
+    # Set by the first handler kopf runs: every index is complete from then on.
+    indexed = threading.Event()
+    admission_synced_once = False
+    tasks: ClassVar[list[asyncio.Task[None]]] = []
 
 
 def configure(settings: Settings, cluster: Cluster) -> None:
     State.settings = settings
-    State.reconciler = Reconciler(cluster, settings)
+    State.products = ProductReconciler(cluster, settings)
+    State.policies = PolicyReconciler(cluster, settings)
+    State.admission = AdmissionSync(cluster, settings)
     State.queue = WorkQueue(settings.workers, _process)
     State.memory = ProductMemory(
         kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     )
+    State.indexed = threading.Event()
+    State.admission_synced_once = False
 
 
 def _process(key: Any, item: Item) -> None:
     """A queued product, reconciled from the index's latest state."""
     products = State.indexes["product_index"]
-    entry = next(iter(products.get(("product", *key)) or ()), None)
+    entry = product_at(products, key)
     if entry is None or entry.deleting:
         return  # gone, or the delete handler owns it now
-    State.reconciler.reconcile(
+    State.products.reconcile(
         entry,
-        policies=_policies(State.indexes["policy_index"]),
+        policies=policies_of(State.indexes["policy_index"]),
         lineage=IndexLookup(products),
-        namespaces=_namespaces(State.indexes["namespace_index"]),
+        namespaces=namespaces_of(State.indexes["namespace_index"]),
         trigger=item.trigger,
         provision=item.provision,
     )
@@ -91,60 +117,22 @@ def policy_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
 
 @kopf.index(*PRODUCTS)
 async def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-    """Each product under its key, plus lineage keys: ("ref", domain/name) for lookups
-    and ("consumer", upstream ref) -> its own ref, so lineage needs no scan."""
-    key = ("product", namespace, name)
+    """Each product under its key, plus its lineage keys (see ``index``)."""
     current = State.indexes.get("product_index")  # still this product's previous entry
-    previous = next(iter(current.get(key) or ()), None) if current is not None else None
-    entry = ProductEntry.from_body(body, previous)
-    keys: dict[Any, Any] = {key: entry}
-    if entry.product is not None and not entry.deleting:
-        keys[("ref", entry.product.ref)] = (namespace, name)
-        for upstream in upstream_refs(entry.product):
-            keys[("consumer", upstream)] = entry.product.ref
-    return keys
+    previous = product_at(current, (namespace, name)) if current is not None else None
+    return product_keys(namespace, name, ProductEntry.from_body(body, previous))
 
 
-class IndexLookup:
-    """Lineage answers straight from the product index."""
-
-    def __init__(self, idx: kopf.Index[Any, Any]) -> None:
-        self.idx = idx
-
-    def exists(self, ref: str) -> bool:
-        return ("ref", ref) in self.idx
-
-    def consumers(self, ref: str) -> list[str]:
-        store = self.idx.get(("consumer", ref))
-        return list(store) if store is not None else []
-
-    def upstream(self, ref: str) -> list[str]:
-        entry = self.entry(ref)
-        return upstream_refs(entry.product) if entry and entry.product else []
-
-    def entry(self, ref: str) -> ProductEntry | None:
-        keys = self.idx.get(("ref", ref))
-        for namespace, name in keys or ():
-            for entry in self.idx.get(("product", namespace, name)) or ():
-                return cast(ProductEntry, entry)
-        return None
-
-
-@kopf.index("", "v1", "namespaces")
+@kopf.index(*NAMESPACES)
 async def namespace_index(name: str, labels: kopf.Labels, **_: Any) -> Any:
-    return {name: labels.get(DOMAIN_LABEL, name)}
+    return {name: namespace_domain(name, dict(labels))}
 
 
-def _policies(idx: kopf.Index[Any, Any]) -> list[policy.CompiledPolicy]:
-    return [compiled for store in idx.values() for compiled, _ in store]
-
-
-def _products(idx: kopf.Index[Any, Any]) -> list[ProductEntry]:
-    return [e for key, store in idx.items() if key[0] == "product" for e in store]
-
-
-def _namespaces(idx: kopf.Index[Any, Any]) -> dict[str, str]:
-    return {name: next(iter(store)) for name, store in idx.items()}
+@kopf.on.event(*NAMESPACES)
+async def indexes_complete(**_: Any) -> None:
+    """Namespaces always exist, so this runs once kopf has filled every index, even in
+    a cluster with no products and no policies."""
+    State.indexed.set()
 
 
 # -- products ---------------------------------------------------------------------------------
@@ -165,7 +153,7 @@ async def reconcile_product(
     """Only enqueues: the work queue reconciles from the index (see ``workqueue``).
     Async, like the indexers, because none of them waits on anything: kopf runs them in
     its event loop instead of handing each event to a thread."""
-    State.indexed = True
+    State.indexed.set()
     State.queue.add((namespace, name), provision=True, trigger=str(reason))
     if reason != "resume":
         before = previous_upstream(old) if isinstance(old, Mapping) else []
@@ -174,15 +162,10 @@ async def reconcile_product(
 
 @kopf.on.delete(*PRODUCTS)
 def delete_product(
-    body: kopf.Body,
-    policy_index: kopf.Index[Any, Any],
-    product_index: kopf.Index[Any, Any],
-    namespace_index: kopf.Index[Any, Any],
-    logger: kopf.Logger,
-    **_: Any,
+    body: kopf.Body, product_index: kopf.Index[Any, Any], logger: kopf.Logger, **_: Any
 ) -> None:
     entry = ProductEntry.from_body(body)
-    logger.info(State.reconciler.finalize(entry))
+    logger.info(State.products.finalize(entry))
     State.memory.forget(entry.uid)
     _refresh_lineage(entry, [], product_index)
 
@@ -221,18 +204,18 @@ def policy_changed(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
+    State.indexed.set()
     ref = f"{namespace}/{name}"
     deleted = reason == "delete"
-    policies = [c for c in _policies(policy_index) if not (deleted and c.ref == ref)]
-    before = _parse_policy(old) if isinstance(old, Mapping) else None
-    after = None if deleted else _parse_policy(body)
-    products = _products(product_index)
-    namespaces = _namespaces(namespace_index)
-    reconciler = State.reconciler
-    affected = reconciler.affected_by(ref, before, after, products)
-    outcomes = reconciler.fan_out(
+    policies = [c for c in policies_of(policy_index) if not (deleted and c.ref == ref)]
+    before = parse_policy(old) if isinstance(old, Mapping) else None
+    after = None if deleted else parse_policy(body)
+    products = products_of(product_index)
+    namespaces = namespaces_of(namespace_index)
+    affected = State.policies.affected_by(ref, before, after, products)
+    outcomes = State.policies.fan_out(
         affected,
-        lambda e: reconciler.reconcile(
+        lambda e: State.products.reconcile(
             e,
             policies=policies,
             lineage=IndexLookup(product_index),
@@ -243,10 +226,10 @@ def policy_changed(
     )
     changed = sum(1 for o in outcomes if o and o.wrote_status)
     logger.info(f"policy {ref} {reason}: re-evaluated {len(affected)} products, {changed} changed")
-    _sync_admission(policies)
+    sync_admission(policies)
     if not deleted:
         compiled = next((c for c in policies if c.ref == ref), None)
-        reconciler.policy_status(compiled, body, products, namespaces)
+        State.policies.write_status(compiled, body, products)
 
 
 @kopf.on.resume(*POLICIES)
@@ -256,24 +239,23 @@ def policy_resumed(
     name: str,
     policy_index: kopf.Index[Any, Any],
     product_index: kopf.Index[Any, Any],
-    namespace_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
+    State.indexed.set()
     ref = f"{namespace}/{name}"
-    policies = _policies(policy_index)
-    if not State.indexed:  # the first resume syncs admission for every policy at once
-        _sync_admission(policies)
+    policies = policies_of(policy_index)
+    if not State.admission_synced_once:  # the first resume syncs every policy at once
+        State.admission_synced_once = True
+        sync_admission(policies)
     compiled = next((c for c in policies if c.ref == ref), None)
-    State.reconciler.policy_status(
-        compiled, body, _products(product_index), _namespaces(namespace_index)
-    )
+    State.policies.write_status(compiled, body, products_of(product_index))
 
 
-def _sync_admission(policies: list[policy.CompiledPolicy]) -> None:
-    """Never fails a policy handler: the admission loop retries what did not get written."""
-    State.indexed = True
+def sync_admission(policies: list[policy.CompiledPolicy]) -> None:
+    """Never fails a policy handler: the admission loop retries what did not get written.
+    Callers pass every indexed policy, so they must run after indexing is complete."""
     try:
-        writes = State.reconciler.sync_admission(policies)
+        writes = State.admission.sync(policies)
     except Exception as exc:
         log.error("could not update the admission policies (retrying on a timer): %s", exc)
         return
@@ -281,45 +263,37 @@ def _sync_admission(policies: list[policy.CompiledPolicy]) -> None:
         log.info("admission policies updated (%d writes)", writes)
 
 
-async def _admission_loop(policy_index: kopf.Index[Any, Any]) -> None:
+async def admission_loop(policy_index: kopf.Index[Any, Any]) -> None:
     """Exceptions lapse with time and admission CEL has no clock, so the objects are
     regenerated on a timer too; this also removes them when admission is turned off.
-    The first round waits for the indexes (a handler has run) or ADMISSION_GRACE_S."""
+    Waits for complete indexes: with half of the policies indexed, a sync would delete
+    the other half's admission objects."""
     loop = asyncio.get_running_loop()
-    started = loop.time()
     while True:
         await asyncio.sleep(ADMISSION_SYNC_S)
-        if State.indexed or loop.time() - started > ADMISSION_GRACE_S:
-            await loop.run_in_executor(None, _sync_admission, _policies(policy_index))
+        if State.indexed.is_set():
+            await loop.run_in_executor(None, sync_admission, policies_of(policy_index))
 
 
-async def _sweep_loop(product_index: kopf.Index[Any, Any]) -> None:
+async def sweep_loop(product_index: kopf.Index[Any, Any]) -> None:
     """Queue every product the index shows as not reconciled at its generation. kopf can
     drop an object's handling when its own patch fails through an apiserver outage
     (tests/e2e/test_faults.py saw 3 of 500 products never handled); this finds them within
-    seconds, from memory, without waiting for the full resync. Idle when all is settled."""
+    seconds, from memory, without waiting for the full resync. Idle when all is settled,
+    and until the indexes are complete."""
     while True:
         await asyncio.sleep(SWEEP_S)
-        if not State.indexed:
+        if not State.indexed.is_set():
             continue
-        products = _products(product_index)
+        products = products_of(product_index)
         State.memory.retain({entry.uid for entry in products})
         for entry in products:
             if (
                 entry.pending
                 and not State.queue.holds(entry.key)
-                and not State.reconciler.handled(entry)
+                and not State.products.handled(entry)
             ):
                 State.queue.add(entry.key, provision=True, trigger="sweep")
-
-
-def _parse_policy(body: Mapping[str, Any] | None) -> GovernancePolicy | None:
-    if not body or "spec" not in body:
-        return None
-    try:
-        return GovernancePolicy.model_validate({"metadata": {}, **dict(body)})
-    except ValueError:
-        return None
 
 
 # -- operator lifecycle -----------------------------------------------------------------------
@@ -334,7 +308,7 @@ async def startup(
     **_: Any,
 ) -> None:
     settings.persistence.finalizer = f"{GROUP}/storage-protection"
-    # Products' handling state stays off the products (see persistence).
+    # Products' handling state stays off the products (see handling_state).
     settings.persistence.progress_storage = ProductProgress(prefix=GROUP)
     settings.persistence.diffbase_storage = State.memory
     settings.posting.enabled = False  # the reconciler posts one event per state change
@@ -350,53 +324,40 @@ async def startup(
     State.indexes.update(
         policy_index=policy_index, product_index=product_index, namespace_index=namespace_index
     )
-    asyncio.get_running_loop().create_task(_admission_loop(policy_index))
-    asyncio.get_running_loop().create_task(_sweep_loop(product_index))
+    loop = asyncio.get_running_loop()
+    # Held on State: the event loop keeps only weak references to tasks.
+    State.tasks = [
+        loop.create_task(admission_loop(policy_index)),
+        loop.create_task(sweep_loop(product_index)),
+    ]
     if State.settings.resync_seconds:
-        asyncio.get_running_loop().create_task(
-            _resync(policy_index, product_index, namespace_index)
-        )
+        State.tasks.append(loop.create_task(_resync(policy_index, product_index)))
 
 
-async def _resync(
-    policy_index: kopf.Index[Any, Any],
-    product_index: kopf.Index[Any, Any],
-    namespace_index: kopf.Index[Any, Any],
-) -> None:
+async def _resync(policy_index: kopf.Index[Any, Any], product_index: kopf.Index[Any, Any]) -> None:
     """Level-triggered safety net: re-check every product (and repair drifted or deleted
     children) on a timer. Writes nothing for products that are as they should be."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(State.settings.resync_seconds)
         try:
-            await loop.run_in_executor(
-                None,
-                _resync_once,
-                policy_index,
-                product_index,
-                _namespaces(namespace_index),
-            )
+            await loop.run_in_executor(None, _resync_once, policy_index, product_index)
         except Exception:
             metrics.UNHANDLED_ERRORS.labels("resync").inc()
             log.exception("resync failed")
 
 
-def _resync_once(
-    policy_index: kopf.Index[Any, Any],
-    product_index: kopf.Index[Any, Any],
-    namespaces: dict[str, str],
-) -> None:
-    reconciler = State.reconciler
-    products = _products(product_index)
+def _resync_once(policy_index: kopf.Index[Any, Any], product_index: kopf.Index[Any, Any]) -> None:
+    products = products_of(product_index)
     for entry in products:
         if not entry.deleting:
             State.queue.add(entry.key, provision=True, trigger="resync")
     # Matched and violating counts move with the products; refresh them here too.
     for store in list(policy_index.values()):
         for compiled, snapshot in store:
-            reconciler.policy_status(compiled, snapshot, products, namespaces)
+            State.policies.write_status(compiled, snapshot, products)
 
 
 @kopf.on.probe(id="products")
 def probe_products(product_index: kopf.Index[Any, Any], **_: Any) -> int:
-    return len(_products(product_index))
+    return len(products_of(product_index))

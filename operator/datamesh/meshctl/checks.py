@@ -16,19 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from cel_expr_python import cel
-from cel_expr_python.ext import ext_math, ext_optional, ext_strings
 from jsonschema import Draft4Validator
 
-from datamesh import crd, policy
-from datamesh.lineage import Graph
-from datamesh.manifest import Document, Problem
-from datamesh.model import DataProduct, Enforcement, GovernancePolicy, Violation
+from datamesh.api import crd
+from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, namespace_domain
+from datamesh.api.fieldpath import field_path
+from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, Violation
+from datamesh.governance import policy
+from datamesh.governance.cel import environment
+from datamesh.governance.lineage import Graph
+from datamesh.meshctl.loader import Document, Problem
 
-_SELF_ENV = cel.NewEnv(
-    variables={"self": cel.Type.DYN},
-    extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_optional.ExtOptional()],
-)
+_SELF_ENV = environment("self")
 
 
 @functools.cache
@@ -47,13 +46,6 @@ def _validator(kind: str) -> Draft4Validator:
 @functools.cache
 def _rule(source: str) -> Any:
     return _SELF_ENV.compile(source)
-
-
-def _path(parts: Iterable[Any]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _show(value: Any, limit: int = 60) -> str:
@@ -143,7 +135,7 @@ def schema_problems(doc: Document) -> list[Problem]:
             Problem(
                 doc.file,
                 doc.line_of(where),
-                doc.label,
+                doc.ref,
                 "metadata.name",
                 "required field is missing",
             )
@@ -159,7 +151,7 @@ def schema_problems(doc: Document) -> list[Problem]:
     if not found:
         found += _cel_rules(schema, _with_defaults(schema, raw))
     return [
-        Problem(doc.file, doc.line_of(path), doc.label, _path(path), message)
+        Problem(doc.file, doc.line_of(path), doc.ref, field_path(path), message)
         for path, message in found
     ]
 
@@ -273,7 +265,7 @@ def validate(
     load_problems: Iterable[Problem],
     *,
     now: dt.datetime,
-    platform_namespace: str = policy.DEFAULT_PLATFORM_NAMESPACE,
+    platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
 ) -> Report:
     report = Report()
     documents = list(documents)
@@ -290,7 +282,7 @@ def validate(
         if doc.kind == "Namespace":
             _, name = _meta(doc)
             labels = (doc.raw.get("metadata") or {}).get("labels") or {}
-            namespace_domains[name] = labels.get("datamesh.io/domain", name)
+            namespace_domains[name] = namespace_domain(name, labels)
 
     seen: dict[tuple[str, str, str], Document] = {}
     for doc in documents:
@@ -306,7 +298,7 @@ def validate(
                 Problem(
                     doc.file,
                     doc.line_of(["metadata", "name"]),
-                    doc.label,
+                    doc.ref,
                     "metadata.name",
                     f"duplicate {doc.kind} {namespace}/{name}; also in "
                     f"{seen[key].file}:{seen[key].line}",
@@ -326,9 +318,7 @@ def validate(
             compiled = policy.compile_policy(obj) if obj is not None else None
             if compiled is not None:
                 problems.extend(
-                    Problem(
-                        doc.file, doc.line_of(["spec", "rules"]), doc.label, "spec.rules", error
-                    )
+                    Problem(doc.file, doc.line_of(["spec", "rules"]), doc.ref, "spec.rules", error)
                     for error in compiled.errors
                 )
             report.policies.append(PolicyResult(doc.file, doc.line, name, compiled, problems))
@@ -360,7 +350,7 @@ def _placement(doc: Document, product: DataProduct) -> list[Problem]:
                 Problem(
                     doc.file,
                     doc.line_of(["spec", "domain"]),
-                    doc.label,
+                    doc.ref,
                     "spec.domain",
                     f"is {product.spec.domain!r} but the file is in "
                     f"the folder of domain {folder!r}",
@@ -371,7 +361,7 @@ def _placement(doc: Document, product: DataProduct) -> list[Problem]:
                 Problem(
                     doc.file,
                     doc.line_of(["metadata", "namespace"]),
-                    doc.label,
+                    doc.ref,
                     "metadata.namespace",
                     f"is {product.metadata.namespace!r} but products in "
                     f"products/{folder}/ live in namespace {folder!r}",
@@ -382,7 +372,7 @@ def _placement(doc: Document, product: DataProduct) -> list[Problem]:
             Problem(
                 doc.file,
                 doc.line_of(["metadata"]),
-                doc.label,
+                doc.ref,
                 "metadata.namespace",
                 "required: the domain's namespace",
             )

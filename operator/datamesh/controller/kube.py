@@ -15,8 +15,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from datamesh import metrics
-from datamesh.model import GROUP, VERSION
+from datamesh.api.constants import GROUP, VERSION
+from datamesh.controller import metrics
 
 
 @dataclass(frozen=True)

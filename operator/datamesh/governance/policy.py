@@ -20,28 +20,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cel_expr_python import cel
-from cel_expr_python.ext import ext_math, ext_optional, ext_strings
-
-from datamesh.model import (
+from datamesh.api.constants import API_VERSION, DEFAULT_PLATFORM_NAMESPACE
+from datamesh.api.models import (
     DataProduct,
     Enforcement,
     EvaluatedPolicy,
     GovernancePolicy,
     LabelSelector,
+    PolicyException,
     Severity,
     Violation,
 )
+from datamesh.governance.cel import environment
 
-DEFAULT_PLATFORM_NAMESPACE = "datamesh-system"
 BUILTIN_POLICY = "builtin/domain-isolation"
 
 # One checker environment for every rule: the product is `object`, dynamically typed
 # (its schema lives in the CRD), with the extension libraries Kubernetes' CEL also has.
-_ENV = cel.NewEnv(
-    variables={"object": cel.Type.DYN},
-    extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_optional.ExtOptional()],
-)
+_ENV = environment("object")
 _RESULT_TYPES = ("bool", "dyn")
 
 _ENFORCEMENT_RANK = {Enforcement.BLOCK: 0, Enforcement.WARN: 1, Enforcement.AUDIT: 2}
@@ -187,20 +183,24 @@ def parse_time(text: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def in_force(exception: PolicyException, now: dt.datetime) -> bool:
+    """Whether an exception still relaxes its policy at ``now``: the engine and the
+    generated admission policies both ask this, so they agree on the day it lapses."""
+    try:
+        return parse_time(exception.expires) > now
+    except ValueError:
+        return False  # an unparsable date never grants an exception
+
+
 def exempted(policy: GovernancePolicy, product: DataProduct, now: dt.datetime) -> bool:
     """Exceptions live on the policy they relax, so a domain policy can only ever exempt
     a product from itself, never from a global policy."""
-    for exc in policy.spec.exceptions:
-        if exc.product != product.metadata.name:
-            continue
-        if exc.domain is not None and exc.domain != product.spec.domain:
-            continue
-        try:
-            if parse_time(exc.expires) > now:
-                return True
-        except ValueError:
-            continue  # an unparsable date never grants an exception
-    return False
+    return any(
+        exc.product == product.metadata.name
+        and exc.domain in (None, product.spec.domain)
+        and in_force(exc, now)
+        for exc in policy.spec.exceptions
+    )
 
 
 # -- evaluating -----------------------------------------------------------------------------
@@ -237,7 +237,7 @@ class Evaluation:
 def product_document(product: DataProduct) -> dict[str, Any]:
     """The product as the apiserver stores it (camelCase, defaults filled): what rules see."""
     return {
-        "apiVersion": "datamesh.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "DataProduct",
         "metadata": {
             "name": product.metadata.name,

@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from datamesh.model import API_VERSION, DataProduct, GovernancePolicy
+from datamesh.api.constants import API_VERSION
+from datamesh.api.fieldpath import field_path
+from datamesh.api.models import DataProduct, GovernancePolicy
 
 KINDS: dict[str, type[BaseModel]] = {
     "DataProduct": DataProduct,
@@ -55,7 +57,8 @@ class Document:
         return str(self.raw.get("kind", "")) if isinstance(self.raw, dict) else ""
 
     @property
-    def label(self) -> str:
+    def ref(self) -> str:
+        """``Kind/namespace/name`` as messages name the object (empty without a kind)."""
         if not isinstance(self.raw, dict):
             return ""
         found = self.raw.get("metadata")
@@ -84,13 +87,6 @@ class Document:
             node = nxt
             line = node.start_mark.line + 1
         return line
-
-
-def _path(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _message(err: Any) -> str:
@@ -127,7 +123,7 @@ def parse_document(doc: Document) -> None:
             Problem(
                 doc.file,
                 doc.line_of(["apiVersion"]),
-                doc.label,
+                doc.ref,
                 "apiVersion",
                 f"must be {API_VERSION!r}, got {raw.get('apiVersion')!r}",
             )
@@ -139,7 +135,7 @@ def parse_document(doc: Document) -> None:
             Problem(
                 doc.file,
                 doc.line_of(["metadata"]),
-                doc.label,
+                doc.ref,
                 "metadata.name",
                 "required field is missing",
             )
@@ -151,7 +147,7 @@ def parse_document(doc: Document) -> None:
         for err in exc.errors():
             loc = tuple(err["loc"])
             doc.problems.append(
-                Problem(doc.file, doc.line_of(loc), doc.label, _path(loc), _message(err))
+                Problem(doc.file, doc.line_of(loc), doc.ref, field_path(loc), _message(err))
             )
 
 

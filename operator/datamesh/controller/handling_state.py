@@ -26,8 +26,9 @@ from typing import Any, cast
 
 import kopf
 
-from datamesh.lineage import spec_upstream_refs
-from datamesh.model import GROUP, DataProduct
+from datamesh.api.constants import GROUP
+from datamesh.api.models import DataProduct
+from datamesh.governance.lineage import spec_upstream_refs
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

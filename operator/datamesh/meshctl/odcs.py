@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from datamesh.model import DataProduct, FieldType, QualityCheck, SchemaField
+from datamesh.api.models import DataProduct, FieldType, QualityCheck, SchemaField
 
 ODCS_VERSION = "v3.1.0"
 
