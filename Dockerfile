@@ -14,7 +14,11 @@ LABEL org.opencontainers.image.title="datamesh-operator" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=build /dist/*.whl /tmp/
-RUN pip install --no-cache-dir /tmp/*.whl \
+# The operator's dependency group: kopf, the Kubernetes client, Prometheus. The wheel
+# is the one built above and pins every dependency itself.
+# hadolint ignore=DL3013
+RUN wheel="$(find /tmp -maxdepth 1 -name 'datamesh-*.whl')" \
+ && pip install --no-cache-dir "${wheel}[operator]" \
  && rm -f /tmp/*.whl
 # The restricted Pod Security Standard: a numeric non-root user.
 USER 65532:65532

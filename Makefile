@@ -73,7 +73,7 @@ test: venv tools ## Run every test tier: unit, integration, e2e.
 	$(PY) -m pytest tests
 
 .PHONY: test-unit
-test-unit: venv ## Unit tests only (no cluster).
+test-unit: venv tools ## Unit tests only (no cluster; helm renders the chart).
 	$(PY) -m pytest tests/unit
 
 .PHONY: test-integration
@@ -83,6 +83,20 @@ test-integration: venv tools ## Integration tests against the local control plan
 .PHONY: test-e2e
 test-e2e: venv tools ## End-to-end tests: the catalog in Chromium, operator fault injection.
 	$(PY) -m pytest tests/e2e
+
+MESHCTL_VENV ?= $(CACHE)/meshctl-venv
+
+.PHONY: test-meshctl-install
+test-meshctl-install: ## Install datamesh[meshctl] alone in a clean virtualenv and validate this repo.
+	rm -rf $(MESHCTL_VENV) build
+	$(PYTHON) -m venv $(MESHCTL_VENV)
+	$(MESHCTL_VENV)/bin/pip install --quiet '.[meshctl]'
+	rm -rf build
+	@$(MESHCTL_VENV)/bin/python -c 'import importlib.util as u, sys; \
+	  present = [m for m in ("kopf", "kubernetes", "prometheus_client") if u.find_spec(m)]; \
+	  sys.exit(f"datamesh[meshctl] installed {present}" if present else 0)'
+	$(MESHCTL_VENV)/bin/meshctl validate
+	rm -rf $(MESHCTL_VENV)
 
 .PHONY: bench
 bench: venv ## Run the benchmarks under bench/ (never part of `make test`).
@@ -111,7 +125,7 @@ ifeq ($(CLUSTER),kind)
 	kind create cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
 	@echo "export KUBECONFIG=$(KIND_KUBECONFIG)"
 else
-	@$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
+	@PYTHONPATH=hack $(PY) -m localcluster up --dir $(CLUSTER_DIR)
 endif
 
 .PHONY: cluster-down
@@ -119,7 +133,7 @@ cluster-down: ## Stop the control plane (safe to run twice).
 ifeq ($(CLUSTER),kind)
 	kind delete cluster --name $(KIND_CLUSTER)
 else
-	@$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
+	@PYTHONPATH=hack $(PYTHON) -m localcluster down --dir $(CLUSTER_DIR)
 endif
 
 .PHONY: cluster-status
@@ -127,7 +141,7 @@ cluster-status: ## Show whether each control plane component is running and heal
 ifeq ($(CLUSTER),kind)
 	kubectl --kubeconfig $(KIND_KUBECONFIG) get --raw /readyz
 else
-	@$(PYTHON) hack/localcluster.py status --dir $(CLUSTER_DIR)
+	@PYTHONPATH=hack $(PYTHON) -m localcluster status --dir $(CLUSTER_DIR)
 endif
 
 ##@ Cleanup

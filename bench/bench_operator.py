@@ -17,7 +17,6 @@ Usage: python bench/bench_operator.py [--products N] [--workers W]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -34,17 +33,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "hack")]
 
-from tests.factories import product_dict  # noqa: E402
+from tests.support.factories import product_dict  # noqa: E402
 
+import localcluster  # noqa: E402
 from datamesh.controller.kube import Cluster  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("localcluster", ROOT / "hack" / "localcluster.py")
-assert _spec and _spec.loader
-localcluster = importlib.util.module_from_spec(_spec)
-sys.modules["localcluster"] = localcluster
-_spec.loader.exec_module(localcluster)
 
 DOMAINS = ["sales", "marketing", "finance", "product-analytics"]
 

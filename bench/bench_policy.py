@@ -15,10 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.factories import live_documents, policy_obj, product_dict  # noqa: E402
+from tests.support.factories import live_documents, policy_obj, product_dict  # noqa: E402
 
-from datamesh import policy  # noqa: E402
 from datamesh.api.models import DataProduct, GovernancePolicy  # noqa: E402
+from datamesh.governance import policy  # noqa: E402
 
 PRODUCTS = 1000
 POLICIES = 20

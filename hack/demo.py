@@ -58,7 +58,10 @@ def main() -> int:
     }
     with log_path.open("wb") as log:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "datamesh.controller.main"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "datamesh.controller.main"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + TIMEOUT_S

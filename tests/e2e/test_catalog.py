@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from datamesh.meshctl.main import main as meshctl
-from tests.factories import ROOT
+from tests.support import ROOT
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

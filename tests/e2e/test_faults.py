@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster, Operator
-from tests.factories import ROOT, dump, product_dict
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+from tests.support.factories import dump, product_dict
+from tests.support.operator import Operator
 
 PRODUCTS = 500
 KILLS = 5

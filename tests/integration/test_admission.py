@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from datamesh.governance import admission
-from datamesh.meshctl import loader
-from datamesh.governance import policy
-from datamesh.meshctl import checks
 from datamesh.api.models import DataProduct, GovernancePolicy
-from tests.conftest import Cluster, Operator
-from tests.factories import ROOT, dump, product_dict
-from tests.integration.test_api import apply_live
-from tests.integration.test_operator import wait_for
-from tests.policy_cases import CASES
+from datamesh.governance import admission, policy
+from datamesh.meshctl import checks, loader
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+from tests.support.factories import dump, product_dict
+from tests.support.live_repo import apply_live
+from tests.support.operator import Operator
+from tests.support.policy_cases import CASES
+from tests.support.waiting import wait_for
 
 KINDS = "validatingadmissionpolicies,validatingadmissionpolicybindings"
 SELECTOR = f"{admission.LABEL}=true"

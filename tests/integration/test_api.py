@@ -7,16 +7,10 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import Cluster
-from tests.factories import ROOT, dump, product_dict
-
-
-def apply_live(cluster: Cluster) -> None:
-    namespaces = sorted(ROOT.glob("*/*/namespace.yaml"))
-    for ns in namespaces:
-        cluster.kubectl("apply", "-f", str(ns))
-    cluster.kubectl("apply", "-R", "-f", str(ROOT / "policies"))
-    cluster.kubectl("apply", "-R", "-f", str(ROOT / "products"))
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+from tests.support.factories import dump, product_dict
+from tests.support.live_repo import apply_live
 
 
 def test_every_live_file_is_accepted_by_the_apiserver(crds: Cluster) -> None:

@@ -1,6 +1,6 @@
 """The bad-input corpus (tests/data/invalid) through the real apiserver and operator.
 
-`meshctl validate` refuses every file (tests/unit/test_invalid_corpus.py); here each one is
+`meshctl validate` refuses every file (tests/unit/meshctl/test_invalid_corpus.py); here each one is
 `kubectl apply`-ed. The apiserver must refuse it naming the field, or, when only the whole
 mesh can tell (policy violations, lineage, hostile CEL), the operator must report it in
 the object's status. Either way nothing else changes, and the operator stays up with no
@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cluster, Operator
-from tests.factories import ROOT
-from tests.integration.test_api import apply_live
-from tests.integration.test_operator import LIVE_PRODUCTS, products, wait_for
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+from tests.support.kube import products
+from tests.support.live_repo import LIVE_PRODUCTS, apply_live
+from tests.support.operator import Operator
+from tests.support.waiting import wait_for
 
 CORPUS = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
 

@@ -1,132 +1,23 @@
-"""The Helm chart: lint, render, dry-run, install, and the operator running with the
-chart's own ServiceAccount credentials (which proves its RBAC is enough)."""
+"""The Helm chart on a real apiserver: a server-side dry-run of what it renders, an install,
+and the operator running with the chart's own ServiceAccount credentials (which proves its
+RBAC is enough). Lint and rendering checks that need no cluster are in
+tests/unit/release/test_chart_templates.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import Cluster, Operator, localcluster
-from tests.factories import ROOT
-from tests.integration.test_api import apply_live
-
-CHART = ROOT / "charts" / "datamesh-operator"
-RELEASE = "mesh"
-NAMESPACE = "datamesh-system"
-SERVICE_ACCOUNT = "mesh-datamesh-operator"
-
-
-def helm_binary() -> str:
-    return str(localcluster.build_binaries() / "helm")
-
-
-def helm(
-    cluster: Cluster | None,
-    *args: str,
-    check: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    cmd = [helm_binary(), *args]
-    if cluster is not None:
-        cmd.append(f"--kubeconfig={cluster.kubeconfig}")
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(ROOT / ".cache"),
-            "HELM_CACHE_HOME": str(ROOT / ".cache" / "helm"),
-            "HELM_CONFIG_HOME": str(ROOT / ".cache" / "helm"),
-            "HELM_DATA_HOME": str(ROOT / ".cache" / "helm"),
-        },
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)}:\n{proc.stderr}{proc.stdout}")
-    return proc
-
-
-def rendered(*values: str) -> list[dict[str, Any]]:
-    out = helm(
-        None,
-        "template",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--kube-version",
-        "1.35.0",
-        *values,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def test_helm_lint_passes() -> None:
-    proc = helm(None, "lint", str(CHART), "--strict")
-    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
-
-
-@pytest.mark.parametrize(
-    ("values", "fragment"),
-    [
-        (["--set", "operator.workers=0"], "workers"),
-        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
-        (["--set", "platformNamespace=Not_Valid"], "platformNamespace"),
-        (["--set", "unknownKey=1"], "unknownKey"),
-    ],
-)
-def test_values_that_break_the_schema_fail_lint_clearly(values: list[str], fragment: str) -> None:
-    proc = helm(None, "lint", str(CHART), *values, check=False)
-    assert proc.returncode != 0
-    assert fragment in proc.stdout + proc.stderr
-
-
-def test_rbac_grants_no_secrets_and_no_wildcards() -> None:
-    role = next(d for d in rendered() if d["kind"] == "ClusterRole")
-    for rule in role["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-        assert "*" not in rule.get("apiGroups", [])
-        assert "secrets" not in rule["resources"], rule
-
-
-@pytest.mark.parametrize(
-    ("enabled", "verbs"),
-    [("false", ["list", "delete"]), ("true", ["list", "delete", "create", "update"])],
-)
-def test_admission_rights_and_setting_follow_the_value(enabled: str, verbs: list[str]) -> None:
-    docs = rendered("--set", f"admission.enabled={enabled}")
-    role = next(d for d in docs if d["kind"] == "ClusterRole")
-    (rule,) = [r for r in role["rules"] if r["apiGroups"] == ["admissionregistration.k8s.io"]]
-    assert rule["resources"] == [
-        "validatingadmissionpolicies",
-        "validatingadmissionpolicybindings",
-    ]
-    assert rule["verbs"] == verbs
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    env = {
-        e["name"]: e["value"]
-        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert env["DATAMESH_ADMISSION"] == enabled
-
-
-def test_deployment_is_restricted_single_replica_recreate() -> None:
-    deployment = next(d for d in rendered() if d["kind"] == "Deployment")
-    spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
-    pod = spec["template"]["spec"]
-    container = pod["containers"][0]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["resources"]["limits"]["memory"]
+from tests.support import ROOT
+from tests.support.chart import CHART, NAMESPACE, RELEASE, SERVICE_ACCOUNT, helm, rendered
+from tests.support.cluster import Cluster
+from tests.support.live_repo import apply_live
+from tests.support.operator import Operator
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import time
 
 from kubernetes import client
 
-from tests.conftest import ROOT, Cluster
+from tests.support import ROOT
+from tests.support.cluster import Cluster
 
 
 def test_kubectl_and_python_client_see_the_same_objects(cluster: Cluster, namespace: str) -> None:

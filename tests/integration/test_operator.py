@@ -3,67 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import Cluster, Operator
-from tests.factories import ROOT, dump, product_dict
-from tests.integration.test_api import apply_live
-
-LIVE_PRODUCTS = sorted(
-    f"{p.parent.name}/{p.stem}"
-    for p in (ROOT / "products").rglob("*.yaml")
-    if p.name != "namespace.yaml"
-)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or check}: {last!r}")
-
-
-def get(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    proc = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
-def products(cluster: Cluster) -> dict[str, dict[str, Any]]:
-    items = json.loads(cluster.kubectl("get", "dataproducts", "-A", "-o", "json").stdout)["items"]
-    return {f"{i['metadata']['namespace']}/{i['metadata']['name']}": i for i in items}
-
-
-def phase(cluster: Cluster, namespace: str, name: str) -> str | None:
-    obj = get(cluster, "dataproduct", namespace, name)
-    return (obj or {}).get("status", {}).get("phase")
-
-
-def pipeline_suspended(cluster: Cluster, namespace: str, cron_job: str) -> bool | None:
-    obj = get(cluster, "cronjob", namespace, cron_job)
-    return None if obj is None else bool(obj["spec"].get("suspend"))
-
-
-def resource_versions(cluster: Cluster, namespaces: list[str]) -> dict[str, str]:
-    out = {}
-    kinds = (
-        "dataproducts,persistentvolumeclaims,cronjobs,configmaps,serviceaccounts,roles,rolebindings"
-    )
-    for ns in namespaces:
-        items = json.loads(cluster.kubectl("get", kinds, "-n", ns, "-o", "json").stdout)["items"]
-        for item in items:
-            out[f"{item['kind']}/{ns}/{item['metadata']['name']}"] = item["metadata"][
-                "resourceVersion"
-            ]
-    return out
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+from tests.support.factories import dump, product_dict
+from tests.support.kube import get, phase, pipeline_suspended, products, resource_versions
+from tests.support.live_repo import LIVE_PRODUCTS, apply_live
+from tests.support.operator import Operator
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

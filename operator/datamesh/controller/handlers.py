@@ -263,37 +263,47 @@ def sync_admission(policies: list[policy.CompiledPolicy]) -> None:
         log.info("admission policies updated (%d writes)", writes)
 
 
+def admission_round(policy_index: kopf.Index[Any, Any]) -> bool:
+    """One timer round: sync, but only once the indexes are complete (with half of the
+    policies indexed, a sync would delete the other half's admission objects)."""
+    if not State.indexed.is_set():
+        return False
+    sync_admission(policies_of(policy_index))
+    return True
+
+
 async def admission_loop(policy_index: kopf.Index[Any, Any]) -> None:
     """Exceptions lapse with time and admission CEL has no clock, so the objects are
-    regenerated on a timer too; this also removes them when admission is turned off.
-    Waits for complete indexes: with half of the policies indexed, a sync would delete
-    the other half's admission objects."""
+    regenerated on a timer too; this also removes them when admission is turned off."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(ADMISSION_SYNC_S)
-        if State.indexed.is_set():
-            await loop.run_in_executor(None, sync_admission, policies_of(policy_index))
+        await loop.run_in_executor(None, admission_round, policy_index)
+
+
+def sweep_round(product_index: kopf.Index[Any, Any]) -> int:
+    """Queue every product the index shows as not reconciled at its generation, once the
+    indexes are complete; returns how many were queued."""
+    if not State.indexed.is_set():
+        return 0
+    products = products_of(product_index)
+    State.memory.retain({entry.uid for entry in products})
+    queued = 0
+    for entry in products:
+        if entry.pending and not State.queue.holds(entry.key) and not State.products.handled(entry):
+            State.queue.add(entry.key, provision=True, trigger="sweep")
+            queued += 1
+    return queued
 
 
 async def sweep_loop(product_index: kopf.Index[Any, Any]) -> None:
-    """Queue every product the index shows as not reconciled at its generation. kopf can
-    drop an object's handling when its own patch fails through an apiserver outage
-    (tests/e2e/test_faults.py saw 3 of 500 products never handled); this finds them within
-    seconds, from memory, without waiting for the full resync. Idle when all is settled,
-    and until the indexes are complete."""
+    """kopf can drop an object's handling when its own patch fails through an apiserver
+    outage (tests/e2e/test_faults.py saw 3 of 500 products never handled); the sweep finds
+    them within seconds, from memory, without waiting for the full resync. Idle when all
+    is settled. Runs in the event loop: it only reads memory and enqueues."""
     while True:
         await asyncio.sleep(SWEEP_S)
-        if not State.indexed.is_set():
-            continue
-        products = products_of(product_index)
-        State.memory.retain({entry.uid for entry in products})
-        for entry in products:
-            if (
-                entry.pending
-                and not State.queue.holds(entry.key)
-                and not State.products.handled(entry)
-            ):
-                State.queue.add(entry.key, provision=True, trigger="sweep")
+        sweep_round(product_index)
 
 
 # -- operator lifecycle -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE
 
 PREFIX = "DATAMESH_"
+NAMESPACE_NAME = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class SettingsError(ValueError):
@@ -26,7 +27,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     platform_namespace: str = Field(
-        DEFAULT_PLATFORM_NAMESPACE, description="Namespace whose policies are global."
+        DEFAULT_PLATFORM_NAMESPACE,
+        description="Namespace whose policies are global.",
+        json_schema_extra={"pattern": NAMESPACE_NAME},
     )
     metrics_port: int = Field(
         9090, ge=0, le=65535, description="Prometheus metrics port; 0 turns metrics off."
@@ -51,7 +54,7 @@ class Settings(BaseModel):
     @field_validator("platform_namespace")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        if not re.match(NAMESPACE_NAME, value):
             raise ValueError("must be a Kubernetes namespace name (DNS label)")
         return value
 
@@ -77,5 +80,6 @@ class Settings(BaseModel):
             ) from None
 
 
-# Variables with the prefix that belong to other tools (tests, the cache), not the operator.
-_OTHER_VARIABLES = frozenset({"DATAMESH_CACHE", "DATAMESH_TEST_KUBECONFIG"})
+# Variables with the prefix that belong to the project's build tooling, not the operator:
+# `make run` exports the build cache's location to everything it starts.
+_OTHER_VARIABLES = frozenset({"DATAMESH_CACHE"})

@@ -118,6 +118,16 @@ def compute(
     previous: Mapping[str, Any] | None,
     now: dt.datetime,
 ) -> DataProductStatus:
+    """The whole status from this reconcile's inputs. The phase is decided in order,
+    first match wins:
+
+    - ``Failed``: the apiserver refused a child (its message is Ready's message);
+    - ``NonCompliant``: a block rule fails (nothing new is provisioned);
+    - ``Ready``: storage and pipeline are there, or were not asked for;
+    - ``Provisioning``: otherwise, children are still being created.
+
+    Every condition keeps its ``lastTransitionTime`` from ``previous`` unless its status
+    changed, so an unchanged product yields an identical status and no write."""
     prev = previous or {}
     prev_conditions = prev.get("conditions") or []
 

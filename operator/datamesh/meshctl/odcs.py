@@ -134,6 +134,10 @@ def _quality(check: QualityCheck) -> dict[str, Any]:
 
 
 def to_odcs(product: DataProduct) -> dict[str, Any]:
+    """The ODCS document: fundamentals from the product's metadata and owner, one schema
+    object (the first output port's location, else the product's name) whose properties
+    are the schema's fields with logical types and primary-key positions, quality rules
+    from the declared checks, and the SLA as ODCS service-level properties."""
     spec = product.spec
     keys = [f for f in spec.schema_.fields if f.primary_key]
     properties = [

@@ -12,10 +12,11 @@ import pytest
 import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 
-from datamesh.meshctl.main import main as meshctl
-from datamesh.meshctl import odcs
 from datamesh.api.models import DataProduct
-from tests.factories import ROOT, live_documents
+from datamesh.meshctl import odcs
+from datamesh.meshctl.main import main as meshctl
+from tests.support import ROOT
+from tests.support.factories import live_documents
 
 SCHEMA = json.loads((Path(open_data_contract_standard.__file__).parent / "schema.json").read_text())
 VALIDATOR = jsonschema.Draft201909Validator(SCHEMA)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from datamesh.meshctl.main import main as meshctl
-from tests.factories import ROOT
+from tests.support import ROOT
 
 
 @pytest.fixture

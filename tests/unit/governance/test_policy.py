@@ -9,7 +9,7 @@ import pytest
 
 from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE
 from datamesh.governance import policy
-from tests.factories import policy_obj, product
+from tests.support.factories import policy_obj, product
 
 NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
 

@@ -1,170 +1,26 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
-
-The same idea as controller-runtime's envtest: real binaries (built from the Kubernetes Go
-modules by ``hack/build-control-plane.sh``), generated certificates, free ports, and a
-kubeconfig of its own. It never reads or writes ``~/.kube/config``.
-
-Used two ways:
-
-* ``python hack/localcluster.py up|down|status [--dir DIR]`` from the Makefile; the
-  processes outlive the command and ``down`` stops them (safe to run twice).
-* ``LocalCluster`` from the pytest session fixture; there the processes also die with the
-  test process (``PR_SET_PDEATHSIG``), so a killed run leaves nothing behind.
-"""
+"""The control plane: etcd, kube-apiserver and kube-controller-manager on loopback, in
+one folder with its state file, certificates and logs."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .common import ClusterError, alive, build_binaries, die_with_parent, free_port, tail
+from .pki import generate_pki, write_kubeconfig
+
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 START_TIMEOUT_S = 60.0
-LOG_TAIL_LINES = 25
-
-
-class ClusterError(RuntimeError):
-    """Raised with a message a user can act on (what failed, and the tail of its log)."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DATAMESH_CACHE", ROOT / ".cache"))
-
-
-def build_binaries() -> Path:
-    """Build (or reuse) the binaries; returns their folder."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ClusterError("building the control plane binaries failed (see the messages above)")
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    """A port nobody listens on now; busy ports are skipped, never fatal."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ClusterError(f"openssl {args[0]} failed: {proc.stderr.strip()}")
-
-
-def _signed_cert(pki: Path, name: str, subject: str, extensions: str) -> None:
-    """A key and a certificate for ``subject``, signed by the local CA."""
-    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
-    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
-    (pki / f"{name}.ext").write_text(extensions)
-    _openssl(
-        *("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
-        *("-CAcreateserial", "-days", "365", "-extfile", f"{name}.ext", "-out", f"{name}.crt"),
-        cwd=pki,
-    )
-
-
-def generate_pki(pki: Path) -> None:
-    """A CA, the apiserver's serving cert, client certs and the ServiceAccount signing key."""
-    pki.mkdir(parents=True, exist_ok=True)
-    if (pki / "admin.crt").exists():
-        return
-    _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
-    _openssl(
-        *("req", "-x509", "-new", "-key", "ca.key", "-days", "365"),
-        *("-subj", "/CN=datamesh-local-ca", "-out", "ca.crt"),
-        cwd=pki,
-    )
-    _signed_cert(
-        pki,
-        "apiserver",
-        "/CN=kube-apiserver",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\n"
-        "extendedKeyUsage=serverAuth\n",
-    )
-    client = "extendedKeyUsage=clientAuth\n"
-    _signed_cert(pki, "admin", "/O=system:masters/CN=admin", client)
-    _signed_cert(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
-
-
-def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "datamesh-local",
-                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate": str(pki / f"{user}.crt"),
-                    "client-key": str(pki / f"{user}.key"),
-                },
-            }
-        ],
-        "contexts": [
-            {"name": "datamesh-local", "context": {"cluster": "datamesh-local", "user": user}}
-        ],
-        "current-context": "datamesh-local",
-    }
-    # JSON is valid YAML, and keeps this helper free of third-party imports.
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    path.chmod(0o600)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL when the process that started us dies."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as gone.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass
@@ -255,17 +111,17 @@ class LocalCluster:
         stopped = []
         for name in reversed(COMPONENTS):
             pid = state.pids.get(name)
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGTERM)
                 stopped.append(name)
         deadline = time.monotonic() + 10
         for name in reversed(COMPONENTS):
             pid = state.pids.get(name)
-            while pid and _alive(pid) and time.monotonic() < deadline:
+            while pid and alive(pid) and time.monotonic() < deadline:
                 self._reap(pid)
                 time.sleep(0.05)
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             if pid:
@@ -281,20 +137,20 @@ class LocalCluster:
             os.waitpid(pid, os.WNOHANG)
 
     def running(self, state: ClusterState) -> bool:
-        return all(_alive(state.pids.get(name, 0) or 0) for name in COMPONENTS)
+        return all(alive(state.pids.get(name, 0) or 0) for name in COMPONENTS)
 
     def stop_component(self, name: str) -> None:
         """Stop one component (SIGTERM, then SIGKILL after 10 s); fault tests use this."""
         state = self._require_state()
         pid = state.pids.get(name)
-        if pid and _alive(pid):
+        if pid and alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 self._reap(pid)
                 time.sleep(0.05)
-            if _alive(pid):
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             self._reap(pid)
@@ -332,7 +188,7 @@ class LocalCluster:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
         )
         log.close()
         state.pids[name] = proc.pid
@@ -342,7 +198,7 @@ class LocalCluster:
         deadline = time.monotonic() + START_TIMEOUT_S
         pid = state.pids[name]
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 raise ClusterError(
                     f"{name} exited during start-up; the last lines of its log "
                     f"({self.logs / (name + '.log')}):\n{tail(self.logs / (name + '.log'))}"
@@ -449,7 +305,7 @@ class LocalCluster:
         out = {}
         for name in COMPONENTS:
             pid = state.pids.get(name, 0)
-            if not pid or not _alive(pid):
+            if not pid or not alive(pid):
                 out[name] = "stopped"
             else:
                 out[name] = f"running (pid {pid}, {'healthy' if checks[name]() else 'unhealthy'})"
@@ -472,44 +328,3 @@ def running_cluster(directory: Path) -> Iterator[ClusterState]:
     finally:
         cluster.stop()
         signal.signal(signal.SIGTERM, previous)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "build"])
-    parser.add_argument("--dir", type=Path, default=None, help="cluster folder")
-    args = parser.parse_args(argv)
-    directory = args.dir or cache_dir() / "cluster"
-    cluster = LocalCluster(directory)
-    try:
-        if args.command == "build":
-            print(build_binaries())
-        elif args.command == "up":
-            started = time.monotonic()
-            state = cluster.start()
-            print(
-                f"control plane up in {time.monotonic() - started:.1f} s at {state.server}",
-                file=sys.stderr,
-            )
-            print(f"export KUBECONFIG={state.kubeconfig}")
-        elif args.command == "down":
-            stopped = cluster.stop()
-            print(
-                "stopped: " + ", ".join(stopped) if stopped else "nothing running", file=sys.stderr
-            )
-        else:
-            health = cluster.health()
-            for name, text in health.items():
-                print(f"{name:26} {text}")
-            state = cluster.load()
-            if state:
-                print(f"export KUBECONFIG={state.kubeconfig}")
-            return 0 if all("healthy" in v and "unhealthy" not in v for v in health.values()) else 1
-    except ClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from datamesh.api.models import DataProduct, GovernancePolicy
 from datamesh.governance import policy
 from datamesh.governance.lineage import Graph
-from datamesh.api.models import DataProduct, GovernancePolicy
-from tests.factories import ROOT, compiled_live_policies, live_documents
+from tests.support import ROOT
+from tests.support.factories import compiled_live_policies, live_documents
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datamesh.meshctl.main import main as meshctl
-from tests.factories import ROOT
+from tests.support import ROOT
 
 CORPUS = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from datamesh.governance import policy
-from tests.factories import ROOT, live_policy, product
-from tests.policy_cases import CASES
+from tests.support import ROOT
+from tests.support.factories import live_policy, product
+from tests.support.policy_cases import CASES
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 

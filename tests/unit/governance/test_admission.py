@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from datamesh.governance import admission
-from datamesh.governance import policy
-from tests.factories import live_documents, policy_obj
+from datamesh.governance import admission, policy
+from tests.support.factories import live_documents, policy_obj
 
 NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from datamesh.meshctl import loader
 from datamesh.api.models import DataProduct
-from tests.factories import dump, product_dict
+from datamesh.meshctl import loader
+from tests.support.factories import dump, product_dict
 
 
 def load(text: str) -> tuple[list[loader.Document], list[loader.Problem]]:

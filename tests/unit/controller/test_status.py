@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from datamesh.governance import policy
-from datamesh.controller import status
 from datamesh.api.models import Children, Lineage
-from tests.factories import policy_obj, product
+from datamesh.controller import status
+from datamesh.governance import policy
+from tests.support.factories import policy_obj, product
 
 T0 = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)

@@ -7,7 +7,7 @@ import copy
 import yaml
 
 from datamesh.controller import provisioning
-from tests.factories import product
+from tests.support.factories import product
 
 UID = "0000-uid"
 

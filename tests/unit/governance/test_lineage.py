@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datamesh.governance.lineage import Graph, GraphLookup, cycle_through, upstream_refs
-from tests.factories import product
+from tests.support.factories import product
 
 
 def p(name: str, domain: str = "sales", *inputs: str):  # type: ignore[no-untyped-def]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from datamesh.meshctl import loader
-from datamesh.governance import policy
 from datamesh.api.models import DataProduct, GovernancePolicy
-
-ROOT = Path(__file__).resolve().parent.parent
+from datamesh.governance import policy
+from datamesh.meshctl import loader
+from tests.support import ROOT
 
 BASE_PRODUCT: dict[str, Any] = {
     "apiVersion": "datamesh.io/v1alpha1",

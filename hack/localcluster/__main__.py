@@ -1,0 +1,56 @@
+"""``python -m localcluster up|down|status|build [--dir DIR]`` (with ``hack`` on
+``PYTHONPATH``): the Makefile's cluster-up, cluster-down and cluster-status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __doc__ as package_doc
+from .common import ClusterError, build_binaries, cache_dir
+from .controlplane import LocalCluster
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster", description=(package_doc or "").split("\n\n")[0]
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    parser.add_argument("--dir", type=Path, default=None, help="cluster folder")
+    args = parser.parse_args(argv)
+    directory = args.dir or cache_dir() / "cluster"
+    cluster = LocalCluster(directory)
+    try:
+        if args.command == "build":
+            print(build_binaries())
+        elif args.command == "up":
+            started = time.monotonic()
+            state = cluster.start()
+            print(
+                f"control plane up in {time.monotonic() - started:.1f} s at {state.server}",
+                file=sys.stderr,
+            )
+            print(f"export KUBECONFIG={state.kubeconfig}")
+        elif args.command == "down":
+            stopped = cluster.stop()
+            print(
+                "stopped: " + ", ".join(stopped) if stopped else "nothing running", file=sys.stderr
+            )
+        else:
+            health = cluster.health()
+            for name, text in health.items():
+                print(f"{name:26} {text}")
+            state = cluster.load()
+            if state:
+                print(f"export KUBECONFIG={state.kubeconfig}")
+            return 0 if all("healthy" in v and "unhealthy" not in v for v in health.values()) else 1
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The Helm chart and the helm binary (built with the control plane's binaries): lint and
+render without a cluster, or install into one."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from typing import Any
+
+import yaml
+
+import localcluster
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+
+CHART = ROOT / "charts" / "datamesh-operator"
+RELEASE = "mesh"
+NAMESPACE = "datamesh-system"
+SERVICE_ACCOUNT = "mesh-datamesh-operator"
+KUBE_VERSION = "1.35.0"
+
+
+@functools.cache
+def helm_binary() -> str:
+    return str(localcluster.build_binaries() / "helm")
+
+
+def helm(
+    cluster: Cluster | None,
+    *args: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run helm with a cache of its own; against ``cluster`` when one is given."""
+    cmd = [helm_binary(), *args]
+    if cluster is not None:
+        cmd.append(f"--kubeconfig={cluster.kubeconfig}")
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(ROOT / ".cache"),
+            "HELM_CACHE_HOME": str(ROOT / ".cache" / "helm"),
+            "HELM_CONFIG_HOME": str(ROOT / ".cache" / "helm"),
+            "HELM_DATA_HOME": str(ROOT / ".cache" / "helm"),
+        },
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)}:\n{proc.stderr}{proc.stdout}")
+    return proc
+
+
+def rendered(*values: str) -> list[dict[str, Any]]:
+    """The chart's manifests as ``helm template`` renders them with ``values``."""
+    out = helm(
+        None,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+        *values,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]

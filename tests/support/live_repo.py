@@ -1,0 +1,22 @@
+"""The live repository (products/ and policies/) on the test cluster."""
+
+from __future__ import annotations
+
+from tests.support import ROOT
+from tests.support.cluster import Cluster
+
+# Every live product as ``namespace/name``, from the files under products/.
+LIVE_PRODUCTS = sorted(
+    f"{p.parent.name}/{p.stem}"
+    for p in (ROOT / "products").rglob("*.yaml")
+    if p.name != "namespace.yaml"
+)
+
+
+def apply_live(cluster: Cluster) -> None:
+    """Apply the domain namespaces, then every live policy and product."""
+    namespaces = sorted(ROOT.glob("*/*/namespace.yaml"))
+    for ns in namespaces:
+        cluster.kubectl("apply", "-f", str(ns))
+    cluster.kubectl("apply", "-R", "-f", str(ROOT / "policies"))
+    cluster.kubectl("apply", "-R", "-f", str(ROOT / "products"))

@@ -1,0 +1,32 @@
+"""Reconciling one product: its lock, and the observed state read back from its status."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from datamesh.controller.kube import Cluster
+from datamesh.controller.products import ProductReconciler, observed_from_status
+from datamesh.controller.settings import Settings
+from datamesh.controller.status import utcnow
+from tests.support.factories import product
+
+
+def test_a_products_lock_lives_only_while_held() -> None:
+    reconciler = ProductReconciler(cast(Cluster, None), Settings(), clock=utcnow)
+    with reconciler._lock(("ns", "a")):  # as the reconcile holds it: no other reference
+        assert reconciler._lock(("ns", "a")).locked()  # a second reconcile waits on it
+        assert len(reconciler._locks) == 1
+    assert len(reconciler._locks) == 0
+
+
+def test_a_re_evaluation_without_children_reads_the_job_state_from_the_plan() -> None:
+    previous = {"children": {"cronJob": "orders-pipeline", "storageClaim": "orders-data"}}
+    job = {"schedule": "0 * * * *", "image": "busybox:1.36"}
+    active = product(pipeline=job)
+    paused = product(pipeline={**job, "suspend": True})
+    assert not observed_from_status(active, previous, compliant=True).pipeline_suspended
+    assert observed_from_status(paused, previous, compliant=True).pipeline_suspended
+    assert observed_from_status(active, previous, compliant=False).pipeline_suspended
+    seen = observed_from_status(product(), previous, compliant=True)
+    assert not seen.pipeline_wanted and not seen.pipeline_suspended
+    assert seen.storage_exists and seen.children.storage_claim == "orders-data"
