@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import localcluster
+from datamesh.api.constants import DOMAIN_LABEL
 from tests.support import ROOT
 from tests.support.cluster import Cluster
 from tests.support.operator import Operator
@@ -51,9 +52,11 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (without waiting for it to go)."""
+    """A fresh domain namespace per test (labelled for the domain of its own name),
+    deleted afterwards (without waiting for it to go)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, f"{DOMAIN_LABEL}={name}")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from tests.support import ROOT
-from tests.support.chart import CHART, NAMESPACE, RELEASE, SERVICE_ACCOUNT, helm, rendered
+from tests.support.chart import (
+    NAMESPACE,
+    SERVICE_ACCOUNT,
+    chart_installed,
+    rendered,
+    service_account_kubeconfig,
+)
 from tests.support.cluster import Cluster
 from tests.support.live_repo import apply_live
 from tests.support.operator import Operator
@@ -47,37 +53,8 @@ def test_rendered_chart_passes_server_side_dry_run(crds: Cluster, values: list[s
 
 @pytest.fixture(scope="module")
 def installed(crds: Cluster) -> Iterator[Cluster]:
-    crds.kubectl("create", "namespace", NAMESPACE, check=False)
-    helm(
-        crds,
-        "upgrade",
-        "--install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--skip-crds",
-        "--wait=false",
-    )
-    yield crds
-    helm(crds, "uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
-
-
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
-    ).stdout.strip()
-    admin = json.loads(cluster.kubectl("config", "view", "--minify", "--raw", "-o", "json").stdout)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": SERVICE_ACCOUNT}}],
-        "current-context": "c",
-    }
-    path.write_text(json.dumps(config))
-    return path
+    with chart_installed(crds):
+        yield crds
 
 
 def test_chart_service_account_cannot_read_secrets(installed: Cluster) -> None:

@@ -3,8 +3,12 @@ render without a cluster, or install into one."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -66,3 +70,43 @@ def rendered(*values: str) -> list[dict[str, Any]]:
         *values,
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+@contextlib.contextmanager
+def chart_installed(cluster: Cluster) -> Iterator[Cluster]:
+    """The chart installed (without its CRDs: the session installs them) for the block."""
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    helm(
+        cluster,
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--skip-crds",
+        "--wait=false",
+    )
+    try:
+        yield cluster
+    finally:
+        helm(cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount, so the operator runs
+    with exactly the rights the chart grants."""
+    token = cluster.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--minify", "--raw", "-o", "json").stdout)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": SERVICE_ACCOUNT}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    return path

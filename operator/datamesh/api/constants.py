@@ -6,7 +6,8 @@ GROUP = "datamesh.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# A namespace's domain: this label, else the namespace's own name (see ``domain_of``).
+# A namespace is a domain's when it carries this label, naming the domain (see
+# ``namespace_domain``); products live only in such namespaces.
 DOMAIN_LABEL = f"{GROUP}/domain"
 # The label the operator puts on every object it creates, and the Events' source.
 MANAGED_BY = "datamesh-operator"
@@ -14,7 +15,8 @@ MANAGED_BY = "datamesh-operator"
 DEFAULT_PLATFORM_NAMESPACE = "datamesh-system"
 
 
-def namespace_domain(namespace: str, labels: dict[str, str] | None) -> str:
-    """The domain a namespace belongs to: its ``datamesh.io/domain`` label, or its own
-    name. The operator's index, the admission policies and ``meshctl`` all use this."""
-    return (labels or {}).get(DOMAIN_LABEL, namespace)
+def namespace_domain(labels: dict[str, str] | None) -> str | None:
+    """The domain a namespace is declared for by its ``datamesh.io/domain`` label, or None
+    when it is no domain's namespace. The operator's index, the engine's domain-isolation
+    rule, the generated admission policy and ``meshctl`` all use this one rule."""
+    return (labels or {}).get(DOMAIN_LABEL) or None

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamesh.api.constants import MANAGED_BY
 from datamesh.api.models import Children, DataProduct, DeletionPolicy
-from datamesh.controller import provisioning, status
+from datamesh.controller import ownership, provisioning, status
 from datamesh.controller.kube import Cluster, api_message, is_status
 
 
@@ -21,14 +20,22 @@ def ensure(
     create_first: bool = False,
 ) -> status.Observed:
     """Create what is missing (compliant products only), repair drift, suspend the
-    pipeline of a non-compliant product; never delete storage. ``create_first`` tries
-    the create before any read (one request instead of two for a new product); a
-    conflict falls back to read-and-compare, so the result is the same."""
+    pipeline of a non-compliant product; never delete storage. An object under a child's
+    name that is not this product's (``ownership``) is left exactly as it is, reported as
+    a conflict, and nothing that depends on it is provisioned. ``create_first`` tries the
+    create before any read (one request instead of two for a new product); a conflict
+    falls back to read-and-compare, so the result is the same."""
     names = provisioning.Names(product.metadata.name)
     ns = product.metadata.namespace
     found: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
+    conflicts: list[str] = []
+    blocked: set[str] = set()  # kinds that are foreign, or wait on a foreign one
     for child in provisioning.plan(product, uid, compliant=compliant):
+        waits_on = [k for k in ownership.DEPENDS_ON.get(child.kind, ()) if k in blocked]
+        if waits_on:
+            blocked.add(child.kind)
+            continue
         try:
             existing = (
                 None if create_first and compliant else cluster.get(child.kind, ns, child.name)
@@ -45,6 +52,17 @@ def ensure(
                     existing = cluster.get(child.kind, ns, child.name)
                     if existing is None:
                         raise
+            if not ownership.is_ours(child, existing, product.metadata.name):
+                blocked.add(child.kind)
+                conflicts.append(
+                    f"{child.kind} {ns}/{child.name} already exists and is "
+                    f"{ownership.describe(existing)}: the operator leaves it alone; remove "
+                    "it or rename the product"
+                )
+                continue
+            existing = _settle_immutable(cluster, child, existing, compliant, problems)
+            if existing is None:
+                continue
             if compliant:
                 patch = provisioning.drift_patch(child, existing)
             elif child.kind == "CronJob" and not existing.get("spec", {}).get("suspend"):
@@ -57,7 +75,7 @@ def ensure(
         except Exception as exc:
             problems.append(f"{child.kind} {child.name}: {api_message(exc)}")
     if product.spec.pipeline is None:
-        remove_pipeline(cluster, ns, names.cron_job, problems)
+        remove_pipeline(cluster, product, problems)
     cron = found.get("CronJob")
     return status.Observed(
         storage_wanted=product.spec.storage is not None,
@@ -74,16 +92,45 @@ def ensure(
             role_binding=names.role_binding if "RoleBinding" in found else None,
         ),
         problems=tuple(problems),
+        conflicts=tuple(conflicts),
+        blocked=frozenset(blocked),
     )
 
 
-def remove_pipeline(cluster: Cluster, namespace: str, name: str, problems: list[str]) -> None:
-    """A product that dropped its pipeline loses the CronJob the operator made for it."""
+def _settle_immutable(
+    cluster: Cluster,
+    child: provisioning.Child,
+    existing: dict[str, Any],
+    compliant: bool,
+    problems: list[str],
+) -> dict[str, Any] | None:
+    """An owned child whose immutable fields differ from the plan: a claim is never
+    replaced (its data would go), so it is reported and not counted as provisioned; any
+    other child is deleted and created from the plan (compliant products only)."""
+    change = ownership.immutable_change(child, existing)
+    if change is None:
+        return existing
+    ns = child.manifest["metadata"]["namespace"]
+    if child.kind == "PersistentVolumeClaim":
+        problems.append(
+            f"{child.kind} {child.name}: {change}; a claim is never replaced, so move the "
+            "data and delete the claim, or change the product back"
+        )
+        return None
+    if not compliant:
+        return None
+    cluster.delete(child.kind, ns, child.name)
+    return cluster.create(child.kind, ns, child.manifest)
+
+
+def remove_pipeline(cluster: Cluster, product: DataProduct, problems: list[str]) -> None:
+    """A product that dropped its pipeline loses the CronJob it owns (and only that)."""
+    ns, name = product.metadata.namespace, provisioning.Names(product.metadata.name).cron_job
     try:
-        existing = cluster.get("CronJob", namespace, name)
-        labels = (existing or {}).get("metadata", {}).get("labels", {})
-        if existing and labels.get("app.kubernetes.io/managed-by") == MANAGED_BY:
-            cluster.delete("CronJob", namespace, name)
+        existing = cluster.get("CronJob", ns, name)
+        child = provisioning.Child("CronJob", {"metadata": {"name": name}})
+        if existing and ownership.is_ours(child, existing, product.metadata.name):
+            cluster.delete("CronJob", ns, name)
     except Exception as exc:
         problems.append(f"CronJob {name}: {api_message(exc)}")
 
@@ -92,16 +139,20 @@ def release_storage(
     cluster: Cluster, namespace: str, name: str, uid: str, product: DataProduct | None
 ) -> str:
     """On deletion: keep the claim (Retain, the default: no owner reference left, so no
-    cascade can reach it, and labelled for re-adoption) or delete it (Delete)."""
+    cascade can reach it, and labelled for re-adoption) or delete it (Delete). A claim
+    under that name that is not this product's is left alone either way."""
     if product is None or product.spec.storage is None:
         return "no storage"
     claim_name = provisioning.Names(name).claim
+    claim = cluster.get("PersistentVolumeClaim", namespace, claim_name)
+    if claim is None:
+        return "no claim to release"
+    probe = provisioning.Child("PersistentVolumeClaim", {"metadata": {"name": claim_name}})
+    if not ownership.is_ours(probe, claim, name):
+        return f"claim {claim_name} is not this product's: left alone"
     if product.spec.deletion_policy == DeletionPolicy.DELETE:
         cluster.delete("PersistentVolumeClaim", namespace, claim_name)
         return f"deleted claim {claim_name}"
-    claim = cluster.get("PersistentVolumeClaim", namespace, claim_name)
-    if claim is None:
-        return "no claim to retain"
     owners = [o for o in claim["metadata"].get("ownerReferences") or [] if o.get("uid") != uid]
     cluster.patch(
         "PersistentVolumeClaim",

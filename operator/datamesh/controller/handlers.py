@@ -125,7 +125,7 @@ async def product_index(body: kopf.Body, namespace: str, name: str, **_: Any) ->
 
 @kopf.index(*NAMESPACES)
 async def namespace_index(name: str, labels: kopf.Labels, **_: Any) -> Any:
-    return {name: namespace_domain(name, dict(labels))}
+    return {name: namespace_domain(dict(labels))}
 
 
 @kopf.on.event(*NAMESPACES)

@@ -158,7 +158,7 @@ def product_at(idx: kopf.Index[Any, Any], key: tuple[str, str]) -> ProductEntry 
     return next(iter(idx.get(("product", *key)) or ()), None)
 
 
-def namespaces_of(idx: kopf.Index[Any, Any]) -> dict[str, str]:
-    """Namespace name -> its domain (``api.constants.namespace_domain``, applied when
-    the namespace was indexed)."""
+def namespaces_of(idx: kopf.Index[Any, Any]) -> dict[str, str | None]:
+    """Namespace name -> the domain it is declared for, None for no domain's
+    (``api.constants.namespace_domain``, applied when the namespace was indexed)."""
     return {name: next(iter(store)) for name, store in idx.items()}

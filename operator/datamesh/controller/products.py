@@ -65,7 +65,7 @@ class ProductReconciler:
         *,
         policies: Iterable[policy.CompiledPolicy],
         lineage: Lookup,
-        namespaces: Mapping[str, str],
+        namespaces: Mapping[str, str | None],
         trigger: str,
         provision: bool = True,
     ) -> Outcome:
@@ -87,7 +87,7 @@ class ProductReconciler:
         entry: ProductEntry,
         policies: Iterable[policy.CompiledPolicy],
         lineage: Lookup,
-        namespaces: Mapping[str, str],
+        namespaces: Mapping[str, str | None],
         provision: bool,
     ) -> Outcome:
         if entry.product is None:
@@ -99,8 +99,7 @@ class ProductReconciler:
             policies,
             now=now,
             platform_namespace=self.settings.platform_namespace,
-            # a namespace nobody indexed yet belongs to the domain of its own name
-            namespace_domain=namespaces.get(entry.namespace, entry.namespace),
+            namespace_domain=namespaces.get(entry.namespace),
         )
         previous = self._previous_status(entry)
         was_compliant = (previous.get("compliance") or {}).get("compliant")

@@ -48,6 +48,8 @@ class Observed:
     pipeline_suspended: bool
     children: Children
     problems: tuple[str, ...] = ()  # API errors that stopped provisioning
+    conflicts: tuple[str, ...] = ()  # objects under a child's name that are not ours
+    blocked: frozenset[str] = frozenset()  # kinds not provisioned because of a conflict
 
 
 def _clip(text: str) -> str:
@@ -121,7 +123,8 @@ def compute(
     """The whole status from this reconcile's inputs. The phase is decided in order,
     first match wins:
 
-    - ``Failed``: the apiserver refused a child (its message is Ready's message);
+    - ``Failed``: an object under a child's name is not this product's (reason
+      ``ChildConflict``), or the apiserver refused a child (its message is Ready's);
     - ``NonCompliant``: a block rule fails (nothing new is provisioned);
     - ``Ready``: storage and pipeline are there, or were not asked for;
     - ``Provisioning``: otherwise, children are still being created.
@@ -153,6 +156,8 @@ def compute(
 
     if not observed.storage_wanted:
         storage = cond("StorageReady", True, "NotRequested", "the product asks for no storage")
+    elif "PersistentVolumeClaim" in observed.blocked:
+        storage = cond("StorageReady", False, "ChildConflict", "; ".join(observed.conflicts))
     elif observed.storage_exists:
         storage = cond(
             "StorageReady", True, "Provisioned", f"claim {observed.children.storage_claim} exists"
@@ -169,6 +174,13 @@ def compute(
 
     if not observed.pipeline_wanted:
         pipe = cond("PipelineReady", True, "NotRequested", "the product has no pipeline")
+    elif "CronJob" in observed.blocked:
+        pipe = cond(
+            "PipelineReady",
+            False,
+            "ChildConflict",
+            "the cron job is not provisioned: " + "; ".join(observed.conflicts),
+        )
     elif observed.pipeline_exists and not evaluation.compliant:
         pipe = cond(
             "PipelineReady",
@@ -207,7 +219,10 @@ def compute(
             "LineageResolved", True, "Resolved", f"{len(lineage.upstream)} upstream products found"
         )
 
-    if observed.problems:
+    if observed.conflicts:
+        phase = Phase.FAILED
+        ready = cond("Ready", False, "ChildConflict", "; ".join(observed.conflicts))
+    elif observed.problems:
         phase = Phase.FAILED
         ready = cond("Ready", False, "ProvisioningFailed", "; ".join(observed.problems))
     elif not evaluation.compliant:

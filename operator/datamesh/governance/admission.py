@@ -198,26 +198,38 @@ def for_policy(
     )
 
 
-def domain_isolation() -> Admission:
-    """The engine's built-in rule: a product lives in its own domain's namespace."""
+def domain_isolation(platform_namespace: str) -> Admission:
+    """The engine's built-in rule (``policy.domain_isolation``): a product lives in a
+    namespace labelled for its own domain, never in the platform namespace."""
     labels = "namespaceObject.metadata.labels"
-    domain = (
-        f"has({labels}) && {_str(DOMAIN_LABEL)} in {labels} ? {labels}[{_str(DOMAIN_LABEL)}]"
-        " : namespaceObject.metadata.name"
+    declared = (
+        f"object.metadata.namespace != {_str(platform_namespace)} && has({labels}) && "
+        f"{_str(DOMAIN_LABEL)} in {labels} && {labels}[{_str(DOMAIN_LABEL)}] != ''"
     )
     spec = {
         "matchConditions": [{"name": "spec-changed", "expression": _ONLY_SPEC_CHANGES}],
-        "variables": [{"name": "namespaceDomain", "expression": domain}],
+        "variables": [{"name": "isDomain", "expression": declared}],
         "validations": [
             {
-                "expression": "object.spec.domain == variables.namespaceDomain",
+                "expression": "variables.isDomain",
+                "messageExpression": (
+                    f'"{BUILTIN_POLICY} [namespace-is-a-domain]: namespace " + '
+                    f'object.metadata.namespace + " is not a domain\'s namespace (label it '
+                    f'{DOMAIN_LABEL}=" + object.spec.domain + ")"'
+                ),
+                "reason": "Forbidden",
+            },
+            {
+                "expression": (
+                    f"!variables.isDomain || {labels}[{_str(DOMAIN_LABEL)}] == object.spec.domain"
+                ),
                 "messageExpression": (
                     f'"{BUILTIN_POLICY} [namespace-matches-domain]: spec.domain is " + '
                     'object.spec.domain + " but namespace " + object.metadata.namespace + '
-                    '" belongs to domain " + variables.namespaceDomain'
+                    f'" belongs to domain " + {labels}[{_str(DOMAIN_LABEL)}]'
                 ),
                 "reason": "Forbidden",
-            }
+            },
         ],
     }
     return Admission(
@@ -231,7 +243,7 @@ def desired(
     policies: list[CompiledPolicy], *, platform_namespace: str, now: dt.datetime
 ) -> dict[str, Admission]:
     """Every admission object the operator should keep, by name."""
-    out = {BUILTIN_NAME: domain_isolation()}
+    out = {BUILTIN_NAME: domain_isolation(platform_namespace)}
     for compiled in policies:
         admission = for_policy(compiled, platform_namespace=platform_namespace, now=now)
         if admission is not None:

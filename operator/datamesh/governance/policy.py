@@ -18,9 +18,10 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from datamesh.api.constants import API_VERSION, DEFAULT_PLATFORM_NAMESPACE
+from datamesh.api.constants import API_VERSION, DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL
 from datamesh.api.models import (
     DataProduct,
     Enforcement,
@@ -281,36 +282,73 @@ def _run_rule(rule: CompiledRule, activation: Any) -> str | None:
     return None if verdict else rule.message
 
 
+class Unchecked(Enum):
+    """``evaluate`` was not told the namespace's domain: skip domain isolation (a policy's
+    own status counts only its rules)."""
+
+    UNCHECKED = "unchecked"
+
+
+UNCHECKED = Unchecked.UNCHECKED
+
+
+def domain_isolation(
+    product: DataProduct, namespace_domain: str | None, platform_namespace: str
+) -> Violation | None:
+    """The built-in rule: a product lives in a namespace declared for its own domain.
+    ``namespace_domain`` is the namespace's declared domain (``api.constants``), None
+    when it declares none; the platform namespace is never a domain's."""
+    namespace = product.metadata.namespace
+
+    def violation(rule: str, message: str) -> Violation:
+        return Violation(
+            policy=BUILTIN_POLICY,
+            rule=rule,
+            enforcement=Enforcement.BLOCK,
+            severity=Severity.CRITICAL,
+            message=message,
+        )
+
+    if namespace == platform_namespace or namespace_domain is None:
+        why = (
+            "is the platform namespace"
+            if namespace == platform_namespace
+            else f"has no {DOMAIN_LABEL} label"
+        )
+        return violation(
+            "namespace-is-a-domain",
+            f"namespace {namespace!r} {why}: products live only in a domain's namespace "
+            f"(label the namespace {DOMAIN_LABEL}={product.spec.domain}, or move the product)",
+        )
+    if namespace_domain != product.spec.domain:
+        return violation(
+            "namespace-matches-domain",
+            f"spec.domain is {product.spec.domain!r} but namespace {namespace!r} belongs to "
+            f"domain {namespace_domain!r}; a product must live in its own domain's namespace",
+        )
+    return None
+
+
 def evaluate(
     product: DataProduct,
     policies: Iterable[CompiledPolicy],
     *,
     now: dt.datetime,
     platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
-    namespace_domain: str | None = None,
+    namespace_domain: str | None | Unchecked = UNCHECKED,
 ) -> Evaluation:
     """Evaluate every applicable policy. Deterministic: the same inputs, the same output.
 
-    ``namespace_domain`` is the domain the product's namespace belongs to; when given and
-    different from ``spec.domain`` the product is non-compliant (domain isolation).
+    ``namespace_domain`` is the domain the product's namespace is declared for (None: no
+    domain's); unless ``UNCHECKED``, the built-in domain isolation applies too.
     """
     violations: list[Violation] = []
     evaluated: list[EvaluatedPolicy] = []
     exempt: list[str] = []
-    if namespace_domain is not None and namespace_domain != product.spec.domain:
-        violations.append(
-            Violation(
-                policy=BUILTIN_POLICY,
-                rule="namespace-matches-domain",
-                enforcement=Enforcement.BLOCK,
-                severity=Severity.CRITICAL,
-                message=(
-                    f"spec.domain is {product.spec.domain!r} but namespace "
-                    f"{product.metadata.namespace!r} belongs to domain {namespace_domain!r}; "
-                    "a product must live in its own domain's namespace"
-                ),
-            )
-        )
+    if not isinstance(namespace_domain, Unchecked):
+        isolation = domain_isolation(product, namespace_domain, platform_namespace)
+        if isolation is not None:
+            violations.append(isolation)
     activation: Any = None
     for compiled in sorted(
         policies, key=lambda p: (not is_global(p.policy, platform_namespace), p.ref)

@@ -277,12 +277,12 @@ def validate(
         if p.file not in doc_files
         or not any(d.file == p.file and p in d.problems and d.kind in ours for d in documents)
     )
-    namespace_domains: dict[str, str] = {}
+    namespace_domains: dict[str, str | None] = {}
     for doc in documents:
         if doc.kind == "Namespace":
             _, name = _meta(doc)
             labels = (doc.raw.get("metadata") or {}).get("labels") or {}
-            namespace_domains[name] = namespace_domain(name, labels)
+            namespace_domains[name] = namespace_domain(labels)
 
     seen: dict[tuple[str, str, str], Document] = {}
     for doc in documents:
@@ -332,7 +332,7 @@ def validate(
             policies,
             now=now,
             platform_namespace=platform_namespace,
-            namespace_domain=namespace_domains.get(result.namespace, result.namespace),
+            namespace_domain=namespace_domains.get(result.namespace),
         )
         result.violations = list(evaluation.violations)
     _lineage(products)

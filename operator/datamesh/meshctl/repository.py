@@ -49,6 +49,16 @@ def load(paths: Sequence[Path], repo: Path) -> tuple[list[Document], list[Proble
     return documents, problems
 
 
+def namespaces(repo: Path) -> list[Document]:
+    """The Namespace manifests under ``products/``: which namespaces are domains' is
+    decided by them, even when only some files are validated."""
+    folder = repo / "products"
+    if not folder.is_dir():
+        return []
+    documents, _ = load([folder], repo)
+    return [d for d in documents if d.kind == "Namespace"]
+
+
 def products(start: Path) -> tuple[Path, list[DataProduct]]:
     """The repository root and every product that parses under its ``products/``."""
     repo = root(start)

@@ -26,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or [repo / "products", repo / "policies"]
     paths = [p for p in paths if p.exists() or args.paths]
     documents, problems = repository.load(paths, repo)
+    if args.paths:  # the namespaces of the whole repository decide which are domains'
+        loaded = {d.file for d in documents}
+        documents += [d for d in repository.namespaces(repo) if d.file not in loaded]
     report = checks.validate(
         documents, problems, now=dt.datetime.now(dt.UTC), platform_namespace=args.platform_namespace
     )

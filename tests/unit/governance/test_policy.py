@@ -217,6 +217,32 @@ def test_domain_isolation_is_a_blocking_violation() -> None:
     assert "spec.domain is 'finance'" in result.violations[0].message
 
 
+@pytest.mark.parametrize(
+    ("namespace", "declared", "rule"),
+    [
+        ("sales", "sales", None),
+        ("sales", "finance", "namespace-matches-domain"),
+        ("sales", None, "namespace-is-a-domain"),  # no label: no domain's namespace
+        ("datamesh-system", "sales", "namespace-is-a-domain"),  # never the platform's
+    ],
+)
+def test_products_live_only_in_their_domains_namespace(
+    namespace: str, declared: str | None, rule: str | None
+) -> None:
+    subject = product(namespace=namespace, domain="sales")
+    result = policy.evaluate(subject, [], now=NOW, namespace_domain=declared)
+    assert [v.rule for v in result.violations] == ([rule] if rule else [])
+    assert result.compliant is (rule is None)
+    if rule == "namespace-is-a-domain":
+        assert "datamesh.io/domain=sales" in result.violations[0].message
+
+
+def test_domain_isolation_is_skipped_only_when_unchecked() -> None:
+    subject = product(namespace="anywhere", domain="sales")
+    assert policy.evaluate(subject, [], now=NOW).compliant
+    assert not policy.evaluate(subject, [], now=NOW, namespace_domain=None).compliant
+
+
 def test_result_is_deterministic_and_ordered() -> None:
     policies = [
         compiled(
