@@ -122,9 +122,11 @@ def _burst_with_fault(cluster: Cluster, namespace: str, op: Operator, fault: str
         back = FAULTS[fault](cluster, op, rng)
         list(applying)
 
-    # A stopped component must be followed by convergence within 60 s of its return; the
-    # operator kills get the same bound after the last restart.
-    deadline = back + CONVERGE_AFTER_RETURN_S
+    # A stopped component must be followed by convergence within 60 s of its return and
+    # of the last product's creation (on 2 cores the 500 kubectl processes alone can take
+    # a minute, and a product not yet created cannot converge); the operator kills get the
+    # same bound after the last restart.
+    deadline = max(back, time.monotonic()) + CONVERGE_AFTER_RETURN_S
     products: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         products = items(cluster, "dataproducts", namespace)

@@ -229,7 +229,7 @@ def policy_changed(
     sync_admission(policies)
     if not deleted:
         compiled = next((c for c in policies if c.ref == ref), None)
-        State.policies.write_status(compiled, body, products)
+        State.policies.write_status(compiled, body, products, namespaces)
 
 
 @kopf.on.resume(*POLICIES)
@@ -239,6 +239,7 @@ def policy_resumed(
     name: str,
     policy_index: kopf.Index[Any, Any],
     product_index: kopf.Index[Any, Any],
+    namespace_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     State.indexed.set()
@@ -248,7 +249,9 @@ def policy_resumed(
         State.admission_synced_once = True
         sync_admission(policies)
     compiled = next((c for c in policies if c.ref == ref), None)
-    State.policies.write_status(compiled, body, products_of(product_index))
+    State.policies.write_status(
+        compiled, body, products_of(product_index), namespaces_of(namespace_index)
+    )
 
 
 def sync_admission(policies: list[policy.CompiledPolicy]) -> None:
@@ -363,9 +366,10 @@ def _resync_once(policy_index: kopf.Index[Any, Any], product_index: kopf.Index[A
         if not entry.deleting:
             State.queue.add(entry.key, provision=True, trigger="resync")
     # Matched and violating counts move with the products; refresh them here too.
+    namespaces = namespaces_of(State.indexes["namespace_index"])
     for store in list(policy_index.values()):
         for compiled, snapshot in store:
-            State.policies.write_status(compiled, snapshot, products)
+            State.policies.write_status(compiled, snapshot, products, namespaces)
 
 
 @kopf.on.probe(id="products")

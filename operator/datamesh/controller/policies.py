@@ -80,11 +80,12 @@ class PolicyReconciler:
         compiled: policy.CompiledPolicy | None,
         body: Mapping[str, Any],
         products: Iterable[ProductEntry],
+        namespaces: Mapping[str, str | None],
     ) -> bool:
         """Valid condition, matched and violating counts. Returns whether it wrote."""
         meta = body.get("metadata", {})
         old = dict(body.get("status") or {})
-        new = self.compute_status(compiled, body, products)
+        new = self.compute_status(compiled, body, products, namespaces)
         patch = status.merge_patch(old, new)
         if patch is None:
             return False
@@ -103,9 +104,11 @@ class PolicyReconciler:
         compiled: policy.CompiledPolicy | None,
         body: Mapping[str, Any],
         products: Iterable[ProductEntry],
+        namespaces: Mapping[str, str | None],
     ) -> dict[str, Any]:
-        """The status the policy should have: a policy the model refuses is invalid; one
-        that compiles counts the live products it matches and those it finds violating."""
+        """The status the policy should have: a policy the model refuses, or one outside
+        the platform namespace and every domain's, is invalid; one that compiles counts
+        the live products it matches and those it finds violating."""
         generation = int(body.get("metadata", {}).get("generation") or 0)
         previous = (body.get("status") or {}).get("conditions") or []
         now = self.clock()
@@ -121,6 +124,19 @@ class PolicyReconciler:
                 "errors": [],
             }
         ns = self.settings.platform_namespace
+        where = str(body.get("metadata", {}).get("namespace", ""))
+        if where != ns and not namespaces.get(where):
+            message = (
+                f"namespace {where!r} is neither the platform namespace {ns!r} nor a domain's "
+                "namespace (labelled datamesh.io/domain): the policy governs nothing"
+            )
+            return {
+                "observedGeneration": generation,
+                "conditions": [valid(False, "OutsideDomain", message)],
+                "matched": 0,
+                "violating": 0,
+                "errors": [],
+            }
         matched = [
             e.product
             for e in products

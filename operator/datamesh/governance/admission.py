@@ -214,7 +214,7 @@ def domain_isolation(platform_namespace: str) -> Admission:
                 "expression": "variables.isDomain",
                 "messageExpression": (
                     f'"{BUILTIN_POLICY} [namespace-is-a-domain]: namespace " + '
-                    f'object.metadata.namespace + " is not a domain\'s namespace (label it '
+                    f"object.metadata.namespace + \" is not a domain's namespace (label it "
                     f'{DOMAIN_LABEL}=" + object.spec.domain + ")"'
                 ),
                 "reason": "Forbidden",

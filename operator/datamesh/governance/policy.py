@@ -335,7 +335,7 @@ def evaluate(
     *,
     now: dt.datetime,
     platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
-    namespace_domain: str | None | Unchecked = UNCHECKED,
+    namespace_domain: str | Unchecked | None = UNCHECKED,
 ) -> Evaluation:
     """Evaluate every applicable policy. Deterministic: the same inputs, the same output.
 

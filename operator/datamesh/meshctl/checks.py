@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft4Validator
 
 from datamesh.api import crd
-from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, namespace_domain
+from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL, namespace_domain
 from datamesh.api.fieldpath import field_path
 from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, Violation
 from datamesh.governance import policy
@@ -289,7 +289,10 @@ def validate(
         if doc.kind not in ("DataProduct", "GovernancePolicy"):
             continue
         namespace, name = _meta(doc)
-        problems = schema_problems(doc) if isinstance(doc.raw, dict) else []
+        # A wrong apiVersion says more than the schema of the right one would.
+        problems = [p for p in doc.problems if p.field == "apiVersion"]
+        if not problems and isinstance(doc.raw, dict):
+            problems = schema_problems(doc)
         if not problems:
             problems = list(doc.problems)
         key = (doc.kind, namespace, name)
@@ -315,6 +318,11 @@ def validate(
             )
         else:
             assert obj is None or isinstance(obj, GovernancePolicy)
+            if obj is not None:
+                problems.extend(
+                    _policy_scope(doc, namespace, platform_namespace, namespace_domains)
+                )
+                obj = obj if not problems else None
             compiled = policy.compile_policy(obj) if obj is not None else None
             if compiled is not None:
                 problems.extend(
@@ -337,6 +345,32 @@ def validate(
         result.violations = list(evaluation.violations)
     _lineage(products)
     return report
+
+
+def _policy_scope(
+    doc: Document,
+    namespace: str,
+    platform_namespace: str,
+    namespace_domains: Mapping[str, str | None],
+) -> list[Problem]:
+    """A policy lives in the platform namespace (global) or a domain's namespace (that
+    domain's); anywhere else it would govern nothing, and without a namespace kubectl
+    would put it wherever the user's context points."""
+    if not namespace:
+        message = (
+            f"a policy must name its namespace: {platform_namespace!r} for a global policy, "
+            "or a domain's namespace for that domain's"
+        )
+    elif namespace == platform_namespace or namespace_domains.get(namespace):
+        return []
+    else:
+        message = (
+            f"namespace {namespace!r} is neither the platform namespace "
+            f"{platform_namespace!r} nor a domain's namespace (one labelled "
+            f"{DOMAIN_LABEL} under products/): the policy would govern nothing"
+        )
+    line = doc.line_of(["metadata", "namespace"] if namespace else ["metadata"])
+    return [Problem(doc.file, line, doc.ref, "metadata.namespace", message)]
 
 
 def _placement(doc: Document, product: DataProduct) -> list[Problem]:

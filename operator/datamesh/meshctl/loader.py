@@ -23,6 +23,22 @@ KINDS: dict[str, type[BaseModel]] = {
     "DataProduct": DataProduct,
     "GovernancePolicy": GovernancePolicy,
 }
+# Everything products/ and policies/ may hold, with the apiVersion each must have.
+API_VERSIONS = {"DataProduct": API_VERSION, "GovernancePolicy": API_VERSION, "Namespace": "v1"}
+# The apiserver refuses a request body over this (its --max-request-bytes default), so a
+# bigger manifest can never be applied; it is refused before it is parsed.
+MAX_MANIFEST_BYTES = 3 * 1024 * 1024
+
+
+class KubectlLoader(yaml.SafeLoader):
+    """YAML read as kubectl reads it before sending JSON: an unquoted date such as
+    ``2027-05-31`` stays the string it is, not a Python date."""
+
+
+KubectlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 @dataclass(frozen=True)
@@ -116,19 +132,32 @@ def parse_document(doc: Document) -> None:
         )
         return
     kind = raw.get("kind")
-    if kind not in KINDS:
-        return  # Namespaces and other Kubernetes objects pass through untouched.
-    if raw.get("apiVersion") != API_VERSION:
+    if kind not in API_VERSIONS:
+        doc.problems.append(
+            Problem(
+                doc.file,
+                doc.line_of(["kind"]),
+                doc.ref,
+                "kind",
+                f"unknown kind {kind!r}: products/ and policies/ hold "
+                + ", ".join(sorted(API_VERSIONS))
+                + " objects",
+            )
+        )
+        return
+    if raw.get("apiVersion") != API_VERSIONS[kind]:
         doc.problems.append(
             Problem(
                 doc.file,
                 doc.line_of(["apiVersion"]),
                 doc.ref,
                 "apiVersion",
-                f"must be {API_VERSION!r}, got {raw.get('apiVersion')!r}",
+                f"must be {API_VERSIONS[kind]!r}, got {raw.get('apiVersion')!r}",
             )
         )
         return
+    if kind not in KINDS:
+        return  # a Namespace: the checks read its labels
     meta = raw.get("metadata")
     if not isinstance(meta, dict) or not meta.get("name"):
         doc.problems.append(
@@ -152,31 +181,56 @@ def parse_document(doc: Document) -> None:
 
 
 def load_file(path: Path, display: str | None = None) -> tuple[list[Document], list[Problem]]:
-    """All documents of one file. YAML errors come back as problems with their line."""
+    """All documents of one file. Whatever is wrong with the file (too big for the
+    apiserver, binary, not UTF-8, not YAML, nested too deeply) comes back as a problem
+    on it, with its line where there is one."""
     name = display or str(path)
+
+    def problem(message: str, line: int = 1) -> tuple[list[Document], list[Problem]]:
+        return [], [Problem(name, line, "", "", message)]
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [Problem(name, 1, "", "", f"cannot read the file: {exc}")]
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            return problem(
+                f"the file is {size:,} bytes; the apiserver accepts at most "
+                f"{MAX_MANIFEST_BYTES:,} bytes in one request, so split it"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        return problem(f"cannot read the file: {exc.strerror or exc}")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        return problem(f"a binary file (a NUL byte at offset {nul}), not YAML text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return problem(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}", line)
     return load_text(text, name)
 
 
 def load_text(text: str, name: str) -> tuple[list[Document], list[Problem]]:
     docs: list[Document] = []
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=KubectlLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc)
         return [], [Problem(name, line, "", "", f"invalid YAML: {problem}")]
+    except RecursionError:
+        return [], [Problem(name, 1, "", "", "nested too deeply to be a Kubernetes object")]
     for node in nodes:
         if node is None:
             continue
         try:
-            raw = yaml.SafeLoader("").construct_document(node)
+            raw = KubectlLoader("").construct_document(node)
         except yaml.YAMLError as exc:
             return [], [Problem(name, node.start_mark.line + 1, "", "", f"invalid YAML: {exc}")]
+        except RecursionError:
+            line = node.start_mark.line + 1
+            return [], [Problem(name, line, "", "", "nested too deeply to be a Kubernetes object")]
         if raw is None:
             continue
         doc = Document(name, node.start_mark.line + 1, raw, node)

@@ -5,6 +5,8 @@ Every format that prints a closing line prints the same one (``summary``)."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable
 from typing import TextIO
 from xml.sax.saxutils import escape, quoteattr
@@ -108,3 +110,11 @@ WRITERS: dict[str, Callable[[Report, TextIO], None]] = {
     "junit": junit,
     "github": github,
 }
+
+
+def silence_stdout() -> None:
+    """After the reader closed the pipe (``meshctl validate | head``): point standard
+    output at /dev/null, so that flushing it at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -34,5 +34,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.base:
         report.other.extend(history.compare(report, args.base, repo))
-    output.WRITERS[args.format](report, sys.stdout)
-    return 0 if report.ok else 1
+    code = 0 if report.ok else 1
+    try:
+        output.WRITERS[args.format](report, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `meshctl validate | head`: the verdict still counts
+        output.silence_stdout()
+    return code

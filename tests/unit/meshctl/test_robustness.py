@@ -1,0 +1,124 @@
+"""meshctl never crashes on what it finds in the tree: every bad file gets a message on
+that file, the other files are still checked, no traceback reaches the user, and a
+fault of meshctl's own exits 3."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from datamesh.meshctl import checks, loader
+from datamesh.meshctl.main import main as meshctl
+from tests.support import ROOT
+
+CORPUS = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
+LIVE = 12  # products in the live repository
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for folder in ("products", "policies"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def hostile_files(folder: Path) -> dict[str, str]:
+    """File name -> what meshctl must say about it."""
+    (folder / "binary.yaml").write_bytes(b"apiVersion: v1\n\x00\x01\x02")
+    (folder / "latin1.yaml").write_bytes(b"kind: DataProduct\ndescription: caf\xe9\n")
+    (folder / "huge.yaml").write_bytes(b"# padding\n" * (loader.MAX_MANIFEST_BYTES // 10 + 1))
+    (folder / "deep.yaml").write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    wide = {"apiVersion": "datamesh.io/v1alpha1", "kind": "DataProduct"}
+    wide["metadata"] = {"name": "wide", "namespace": "sales"}  # type: ignore[assignment]
+    wide["spec"] = {f"field{i}": i for i in range(500)}  # type: ignore[assignment]
+    (folder / "wide.yaml").write_text(yaml.safe_dump(wide))
+    return {
+        "binary.yaml": "a binary file (a NUL byte at offset 15)",
+        "latin1.yaml": "not UTF-8 text: byte 0xe9",
+        "huge.yaml": "the apiserver accepts at most 3,145,728 bytes",
+        "deep.yaml": "nested too deeply",
+        "wide.yaml": "unknown field",
+    }
+
+
+def test_every_hostile_file_gets_its_own_message(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = hostile_files(repo / "products" / "sales")
+    code = meshctl(["validate"])
+    out, err = capsys.readouterr()
+    assert code == 1, out
+    assert "Traceback" not in out + err
+    for name, message in expected.items():
+        lines = [line for line in out.splitlines() if line.startswith(f"products/sales/{name}:")]
+        assert any(message in line for line in lines), (name, lines)
+    # the live products were all still checked
+    assert f"{LIVE + 1} products" in out.splitlines()[-1]  # the live ones and wide.yaml
+
+
+def test_the_whole_invalid_corpus_at_once(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for case in CORPUS:
+        folder = "products/sales" if case.name.startswith("product-") else "policies/global"
+        shutil.copy(case, repo / folder / f"zz-{case.name}")
+    code = meshctl(["validate"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "Traceback" not in out + err
+    for case in CORPUS:
+        assert f"zz-{case.name}:" in out, case.name
+
+
+def test_a_fault_inside_meshctl_exits_3_without_a_traceback(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(checks, "validate", broken)
+    assert meshctl(["validate"]) == 3
+    out, err = capsys.readouterr()
+    assert "internal error (KeyError" in err and "Traceback" not in out + err
+    report = Path(err.rsplit("Details: ", 1)[1].strip())
+    assert "Traceback" in report.read_text()
+    report.unlink()
+
+
+def test_a_closed_pipe_is_not_an_error(repo: Path) -> None:
+    script = "import sys; from datamesh.meshctl.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [
+            "bash",
+            "-o",
+            "pipefail",
+            "-c",
+            f"{sys.executable} -c '{script}' validate --format json | head -c 10",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == '{\n  "ok": '[:10] or len(proc.stdout) == 10
+    assert proc.stderr == ""
+
+
+def test_an_unquoted_date_is_the_string_kubectl_sends() -> None:
+    text = (ROOT / "tests" / "data" / "invalid" / "policy-no-rules.yaml").read_text()
+    doc = yaml.safe_load(text)
+    doc["spec"]["rules"] = [{"name": "r", "expression": "true", "message": "m"}]
+    doc["spec"]["exceptions"] = [{"product": "orders", "reason": "migrating"}]
+    dumped = yaml.safe_dump(doc).replace(
+        "reason: migrating", "reason: migrating\n    expires: 2027-05-31"
+    )
+    docs, problems = loader.load_text(dumped, "policies/global/p.yaml")
+    assert problems == [], problems
+    assert docs[0].raw["spec"]["exceptions"][0]["expires"] == "2027-05-31"
