@@ -68,9 +68,10 @@ def _object(cluster: Cluster, path: Path) -> dict[str, Any] | None:
         return None
     proc = cluster.kubectl(
         "get", str(doc["kind"]), str(meta["name"]), "-n", str(meta.get("namespace", "default")),
-        "--ignore-not-found", "-o", "json",
+        "--ignore-not-found", "-o", "json", check=False,
     )  # fmt: skip
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
+    # a kind the apiserver does not serve cannot have been stored
+    return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def _reported(obj: dict[str, Any] | None) -> str | None:

@@ -5,9 +5,12 @@ child, and never adopts what another owner controls or what nobody gave it. Pure
 An object is the product's child when its controller owner reference is a DataProduct of
 the product's name (the current one, or an earlier one of the same name whose children
 the garbage collector has not reached yet: those are doomed without an owner anyway).
-A claim of a ``Retain`` product carries no owner reference at all (so no cascade can
-reach it); it is ours when the operator's labels name this product, which is also how a
-retained claim is re-adopted by a returning product of the same name.
+An object with no controller at all is ours when the operator's labels name this product,
+as a ReplicaSet adopts the orphans its selector matches: a claim of a ``Retain`` product
+carries no owner reference (so no cascade can reach it), a retained claim waits for a
+returning product of the same name, and `kubectl delete --cascade=orphan` leaves the
+other children ownerless. Adopting never widens anything: an adopted object is brought
+to the plan, and one whose immutable fields differ is replaced.
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ def is_ours(child: Child, existing: Mapping[str, Any], product: str) -> bool:
             and str(controller.get("apiVersion", "")).split("/")[0] == GROUP
             and controller.get("name") == product
         )
-    if child.kind != "PersistentVolumeClaim":
-        return False
     labels = existing.get("metadata", {}).get("labels") or {}
     return (
         labels.get("app.kubernetes.io/managed-by") == MANAGED_BY

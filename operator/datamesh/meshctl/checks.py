@@ -219,6 +219,15 @@ class Report:
     def ok(self) -> bool:
         return self.errors == 0 and self.blocking == 0
 
+    def only(self, files: set[str]) -> Report:
+        """The part of the report about ``files``: what ``meshctl validate FILE...``
+        shows after checking them in the context of the whole repository."""
+        return Report(
+            products=[p for p in self.products if p.file in files],
+            policies=[p for p in self.policies if p.file in files],
+            other=[p for p in self.other if p.file in files],
+        )
+
     def to_json(self) -> dict[str, Any]:
         def problem(p: Problem) -> dict[str, Any]:
             return {"line": p.line, "field": p.field, "message": p.message}

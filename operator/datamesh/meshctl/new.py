@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             f"NAME {name!r} is {len(name)} characters; at most "
             f"{MAX_PRODUCT_NAME}, so that the names of its children fit"
         )
-    repo = repository.root(Path.cwd())
+    repo = repository.find_root(Path.cwd()) or Path.cwd()  # a new repository starts here
     folder = repo / "products" / domain
     target = folder / f"{name}.yaml"
     if target.exists():

@@ -19,12 +19,29 @@ class UsageError(Exception):
     """Bad arguments or a missing path: exit code 2, the message on standard error."""
 
 
-def root(start: Path) -> Path:
-    """The nearest folder holding ``products/`` or ``.git``, else ``start`` itself."""
-    for folder in [start, *start.parents]:
-        if (folder / "products").is_dir() or (folder / ".git").exists():
+def find_root(start: Path) -> Path | None:
+    """The repository ``start`` (a folder or a file) is in: the nearest folder holding
+    ``products/`` or ``policies/``, else the nearest git work tree; None outside both."""
+    here = start.resolve()
+    folders = [here, *here.parents] if here.is_dir() else list(here.parents)
+    for folder in folders:
+        if (folder / "products").is_dir() or (folder / "policies").is_dir():
             return folder
-    return start
+    for folder in folders:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def root(start: Path) -> Path:
+    """The repository of ``start``; outside any, a usage error (never "OK: 0 products")."""
+    found = find_root(start)
+    if found is None:
+        raise UsageError(
+            f"{start}: not inside a repository (no products/ or policies/ folder and no git "
+            "work tree above it); run meshctl in your data mesh repository"
+        )
+    return found
 
 
 def display(path: Path, repo: Path) -> str:
@@ -47,16 +64,6 @@ def load(paths: Sequence[Path], repo: Path) -> tuple[list[Document], list[Proble
         documents.extend(docs)
         problems.extend(found)
     return documents, problems
-
-
-def namespaces(repo: Path) -> list[Document]:
-    """The Namespace manifests under ``products/``: which namespaces are domains' is
-    decided by them, even when only some files are validated."""
-    folder = repo / "products"
-    if not folder.is_dir():
-        return []
-    documents, _ = load([folder], repo)
-    return [d for d in documents if d.kind == "Namespace"]
 
 
 def products(start: Path) -> tuple[Path, list[DataProduct]]:

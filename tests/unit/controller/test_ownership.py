@@ -41,7 +41,7 @@ def test_a_child_the_product_controls_is_ours() -> None:
     "meta",
     [
         {"ownerReferences": [], "labels": {}},  # a team's own object
-        {"ownerReferences": []},  # our labels copied onto someone else's object
+        {"ownerReferences": [], "labels": {"app.kubernetes.io/managed-by": "datamesh-operator"}},
         {
             "ownerReferences": [
                 {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x", "controller": True}
@@ -63,6 +63,12 @@ def test_anything_else_under_a_childs_name_is_foreign(meta: dict[str, Any]) -> N
     for kind in ("ConfigMap", "RoleBinding", "Role", "ServiceAccount", "CronJob"):
         found = child(kind)
         assert not ownership.is_ours(found, stored(found, **meta), "orders"), kind
+
+
+def test_an_orphan_with_the_operators_labels_for_this_product_is_adopted() -> None:
+    for kind in ("ConfigMap", "RoleBinding", "CronJob", "PersistentVolumeClaim"):
+        found = child(kind)
+        assert ownership.is_ours(found, stored(found, ownerReferences=[]), "orders"), kind
 
 
 def test_a_retain_claim_is_ours_by_the_operators_labels_only() -> None:

@@ -4,6 +4,7 @@ fault of meshctl's own exits 3."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -122,3 +123,48 @@ def test_an_unquoted_date_is_the_string_kubectl_sends() -> None:
     docs, problems = loader.load_text(dumped, "policies/global/p.yaml")
     assert problems == [], problems
     assert docs[0].raw["spec"]["exceptions"][0]["expires"] == "2027-05-31"
+
+
+def test_named_files_are_checked_in_the_whole_repository(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    orders = repo / "products" / "sales" / "orders.yaml"
+    doc = yaml.safe_load(orders.read_text())
+    doc["spec"].pop("sla", None)  # a global block policy requires an SLA
+    orders.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.chdir(repo / "products")  # anywhere inside the repository
+    code = meshctl(["validate", "sales/orders.yaml", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [p["file"] for p in report["products"]] == ["products/sales/orders.yaml"]
+    assert any(
+        v["policy"].startswith("datamesh-system/") for v in report["products"][0]["violations"]
+    )
+    assert report["summary"]["products"] == 1
+    # the same file, from outside, names the same repository
+    monkeypatch.chdir(repo.parent)
+    assert meshctl(["validate", str(orders)]) == 1
+    capsys.readouterr()
+
+
+def test_no_repository_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "p.yaml").write_text("kind: DataProduct\n")
+    monkeypatch.chdir(lonely)
+    assert meshctl(["validate"]) == 2
+    assert "not inside a repository" in capsys.readouterr().err
+    assert meshctl(["validate", "p.yaml"]) == 2
+    assert "not inside a repository" in capsys.readouterr().err
+
+
+def test_a_path_in_another_repository_is_a_usage_error(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path_factory.mktemp("other")
+    (other / "products").mkdir()
+    (other / "products" / "x.yaml").write_text("kind: Namespace\n")
+    assert meshctl(["validate", "products", str(other / "products" / "x.yaml")]) == 2
+    assert "not in the repository" in capsys.readouterr().err
