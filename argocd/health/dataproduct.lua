@@ -1,5 +1,6 @@
 -- ArgoCD health of a DataProduct, from the operator's status.
--- Healthy when Ready; Degraded when non-compliant, invalid or failed; Progressing otherwise.
+-- Healthy when Ready; Degraded when non-compliant, invalid, failed, in conflict with an
+-- object it does not own, or missing what it reads; Progressing otherwise.
 local hs = {status = "Progressing", message = "waiting for the datamesh operator"}
 if obj.status == nil or obj.status.conditions == nil then
   return hs
@@ -15,7 +16,8 @@ for _, condition in ipairs(obj.status.conditions) do
     if condition.status == "True" then
       hs.status = "Healthy"
     elseif condition.reason == "NonCompliant" or condition.reason == "ProvisioningFailed"
-        or condition.reason == "InvalidSpec" then
+        or condition.reason == "InvalidSpec" or condition.reason == "ChildConflict"
+        or condition.reason == "UpstreamMissing" or condition.reason == "Cycle" then
       hs.status = "Degraded"
     end
     hs.message = condition.message or ""

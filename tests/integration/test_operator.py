@@ -338,8 +338,10 @@ def test_missing_upstream_sets_a_condition(live: Operator, namespace: str) -> No
             namespace, name="derived", inputPorts=[{"product": "nowhere", "domain": "ghost"}]
         ),
     )
-    wait_for(lambda: phase(cluster, namespace, "derived") == "Ready", what="derived Ready")
+    wait_for(lambda: phase(cluster, namespace, "derived") == "Degraded", what="derived Degraded")
     obj = get(cluster, "dataproduct", namespace, "derived")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")  # type: ignore[index]
+    assert ready["status"] == "False" and ready["reason"] == "UpstreamMissing"
     cond = next(c for c in obj["status"]["conditions"] if c["type"] == "LineageResolved")  # type: ignore[index]
     assert cond["status"] == "False" and cond["reason"] == "UpstreamMissing"
     assert "ghost/nowhere" in cond["message"]

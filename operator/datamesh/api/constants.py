@@ -11,6 +11,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DOMAIN_LABEL = f"{GROUP}/domain"
 # The label the operator puts on every object it creates, and the Events' source.
 MANAGED_BY = "datamesh-operator"
+# Members of a domain, as reader RoleBindings name them (mapped by your identity provider
+# or authenticating proxy); the access-along-lineage rule accepts it too.
+DOMAIN_GROUP = "datamesh:domain:{domain}"
+# The service account a product's pipeline runs as, in the product's namespace.
+PIPELINE_ACCOUNT = "{product}-pipeline"
 # Where global policies live unless the operator is told otherwise.
 DEFAULT_PLATFORM_NAMESPACE = "datamesh-system"
 

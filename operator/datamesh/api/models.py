@@ -155,6 +155,8 @@ class Phase(StrEnum):
     PROVISIONING = "Provisioning"
     READY = "Ready"
     NON_COMPLIANT = "NonCompliant"
+    # Provisioned, but what it reads is not all there (a missing upstream, a cycle).
+    DEGRADED = "Degraded"
     FAILED = "Failed"
     DELETING = "Deleting"
 

@@ -46,6 +46,7 @@ POLICIES = (GROUP, VERSION, "governancepolicies")
 NAMESPACES = ("", "v1", "namespaces")
 ADMISSION_SYNC_S = 10.0
 SWEEP_S = 10.0
+POLICY_STATUS_S = 2.0
 
 log = logging.getLogger("datamesh.controller.handlers")
 
@@ -309,6 +310,34 @@ async def sweep_loop(product_index: kopf.Index[Any, Any]) -> None:
         sweep_round(product_index)
 
 
+def policy_status_round() -> bool:
+    """Rewrite the policies' matched and violating counts when a product's phase or
+    violations changed since the last round (creations, edits, deletions), so a policy's
+    status follows the products within seconds, not only on resync. Writes only counts
+    that moved."""
+    tally = State.products.tally
+    if not State.indexed.is_set() or not tally.changed.is_set():
+        return False
+    tally.changed.clear()
+    products = products_of(State.indexes["product_index"])
+    namespaces = namespaces_of(State.indexes["namespace_index"])
+    for store in list(State.indexes["policy_index"].values()):
+        for compiled, snapshot in store:
+            State.policies.write_status(compiled, snapshot, products, namespaces)
+    return True
+
+
+async def policy_status_loop() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(POLICY_STATUS_S)
+        try:
+            await loop.run_in_executor(None, policy_status_round)
+        except Exception:
+            metrics.UNHANDLED_ERRORS.labels("policy-status").inc()
+            log.exception("refreshing the policies' status failed")
+
+
 # -- operator lifecycle -----------------------------------------------------------------------
 
 
@@ -342,6 +371,7 @@ async def startup(
     State.tasks = [
         loop.create_task(admission_loop(policy_index)),
         loop.create_task(sweep_loop(product_index)),
+        loop.create_task(policy_status_loop()),
     ]
     if State.settings.resync_seconds:
         State.tasks.append(loop.create_task(_resync(policy_index, product_index)))

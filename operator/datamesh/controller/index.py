@@ -138,6 +138,10 @@ class IndexLookup:
         entry = self.entry(ref)
         return upstream_refs(entry.product) if entry and entry.product else []
 
+    def product(self, ref: str) -> DataProduct | None:
+        entry = self.entry(ref)
+        return entry.product if entry is not None else None
+
     def entry(self, ref: str) -> ProductEntry | None:
         keys = self.idx.get(("ref", ref))
         for namespace, name in keys or ():

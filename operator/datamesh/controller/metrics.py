@@ -61,12 +61,17 @@ class PhaseTally:
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
     violations: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set whenever a product's phase or violations change, or it goes: the policies'
+    # matched and violating counts may have moved (see handlers.policy_status_loop).
+    changed: threading.Event = field(default_factory=threading.Event)
 
     def record(
         self, key: tuple[str, str], phase: str | None, violated: frozenset[tuple[str, str]]
     ) -> None:
         """``phase`` None: the product is gone and counts no more."""
         with self.lock:
+            if self.phases.get(key) != phase or self.violations.get(key) != violated:
+                self.changed.set()
             old_phase = self.phases.pop(key, None)
             if old_phase:
                 PRODUCTS_BY_PHASE.labels(old_phase).dec()

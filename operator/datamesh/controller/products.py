@@ -24,7 +24,7 @@ from datamesh.controller.index import ProductEntry
 from datamesh.controller.kube import Cluster
 from datamesh.controller.settings import Settings
 from datamesh.controller.status import Clock, utcnow
-from datamesh.governance import policy
+from datamesh.governance import access, policy
 from datamesh.governance.lineage import Lookup, cycle_through, resolve
 
 
@@ -100,6 +100,7 @@ class ProductReconciler:
             now=now,
             platform_namespace=self.settings.platform_namespace,
             namespace_domain=namespaces.get(entry.namespace),
+            builtin=access.violations(product, lineage.product),
         )
         previous = self._previous_status(entry)
         was_compliant = (previous.get("compliance") or {}).get("compliant")

@@ -13,7 +13,13 @@ from typing import Any
 
 import yaml
 
-from datamesh.api.constants import API_VERSION, DOMAIN_LABEL, MANAGED_BY
+from datamesh.api.constants import (
+    API_VERSION,
+    DOMAIN_GROUP,
+    DOMAIN_LABEL,
+    MANAGED_BY,
+    PIPELINE_ACCOUNT,
+)
 from datamesh.api.models import DataProduct, DeletionPolicy
 
 LABEL_PRODUCT = "datamesh.io/product"
@@ -23,9 +29,6 @@ CONTRACT_KEY = "contract.yaml"
 # provisioning reconcile renders the contract to compare it with the ConfigMap.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 PIPELINE_UID = 65532  # the conventional "nonroot" user of distroless images
-# Members of a domain reach its products through this group (mapped by your identity
-# provider or authenticating proxy).
-DOMAIN_GROUP = "datamesh:domain:{domain}"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Names:
 
     @property
     def service_account(self) -> str:
-        return f"{self.product}-pipeline"
+        return PIPELINE_ACCOUNT.format(product=self.product)
 
     @property
     def config_map(self) -> str:

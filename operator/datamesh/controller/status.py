@@ -126,6 +126,8 @@ def compute(
     - ``Failed``: an object under a child's name is not this product's (reason
       ``ChildConflict``), or the apiserver refused a child (its message is Ready's);
     - ``NonCompliant``: a block rule fails (nothing new is provisioned);
+    - ``Degraded``: provisioned, but an upstream is missing or lineage has a cycle
+      (Ready is False with the lineage reason: the product cannot be fed as declared);
     - ``Ready``: storage and pipeline are there, or were not asked for;
     - ``Provisioning``: otherwise, children are still being created.
 
@@ -228,6 +230,9 @@ def compute(
     elif not evaluation.compliant:
         phase = Phase.NON_COMPLIANT
         ready = cond("Ready", False, "NonCompliant", compliant.message)
+    elif storage.status == "True" and pipe.status == "True" and lineage_cond.status == "False":
+        phase = Phase.DEGRADED
+        ready = cond("Ready", False, lineage_cond.reason, lineage_cond.message)
     elif storage.status == "True" and pipe.status == "True":
         phase = Phase.READY
         ready = cond("Ready", True, "Ready", "compliant and every child is provisioned")

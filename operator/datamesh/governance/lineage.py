@@ -8,7 +8,7 @@ know who consumes it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from datamesh.api.models import DataProduct
@@ -104,10 +104,16 @@ class Lookup(Protocol):
 
     def upstream(self, ref: str) -> Iterable[str]: ...
 
+    def product(self, ref: str) -> DataProduct | None: ...
+
 
 @dataclass(frozen=True)
 class GraphLookup:
     graph: Graph
+    products: Mapping[str, DataProduct] = field(default_factory=dict)
+
+    def product(self, ref: str) -> DataProduct | None:
+        return self.products.get(ref)
 
     def exists(self, ref: str) -> bool:
         return ref in self.graph.upstream

@@ -336,13 +336,16 @@ def evaluate(
     now: dt.datetime,
     platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
     namespace_domain: str | Unchecked | None = UNCHECKED,
+    builtin: Sequence[Violation] = (),
 ) -> Evaluation:
     """Evaluate every applicable policy. Deterministic: the same inputs, the same output.
 
     ``namespace_domain`` is the domain the product's namespace is declared for (None: no
     domain's); unless ``UNCHECKED``, the built-in domain isolation applies too.
+    ``builtin`` are violations of built-in rules the caller decided (access along
+    lineage needs the other products), reported with the rest.
     """
-    violations: list[Violation] = []
+    violations: list[Violation] = list(builtin)
     evaluated: list[EvaluatedPolicy] = []
     exempt: list[str] = []
     if not isinstance(namespace_domain, Unchecked):

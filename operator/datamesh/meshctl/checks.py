@@ -22,7 +22,7 @@ from datamesh.api import crd
 from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL, namespace_domain
 from datamesh.api.fieldpath import field_path
 from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, Violation
-from datamesh.governance import policy
+from datamesh.governance import access, policy
 from datamesh.governance.cel import environment
 from datamesh.governance.lineage import Graph
 from datamesh.meshctl.loader import Document, Problem
@@ -342,6 +342,7 @@ def validate(
 
     policies = [p.compiled for p in report.policies if p.compiled is not None]
     products = [p for p in report.products if p.product is not None]
+    by_ref = {r.product.ref: r.product for r in products if r.product is not None}
     for result in products:
         assert result.product is not None
         evaluation = policy.evaluate(
@@ -350,6 +351,7 @@ def validate(
             now=now,
             platform_namespace=platform_namespace,
             namespace_domain=namespace_domains.get(result.namespace),
+            builtin=access.violations(result.product, by_ref.get),
         )
         result.violations = list(evaluation.violations)
     _lineage(products)

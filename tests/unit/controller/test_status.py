@@ -85,3 +85,42 @@ def test_merge_patch_removes_keys_and_keeps_equal_ones_out() -> None:
     new = {"a": 1, "b": {"c": 2, "d": 4}, "added": [1]}
     assert status.merge_patch(old, new) == {"gone": None, "b": {"d": 4}, "added": [1]}
     assert status.merge_patch(new, new) is None
+
+
+def test_unresolved_lineage_is_degraded_not_ready() -> None:
+    for lineage, reason in (
+        (Lineage(missing=["ghost/nowhere"]), "UpstreamMissing"),
+        (Lineage(upstream=["sales/a"], cycle=["sales/orders", "sales/a", "sales/orders"]), "Cycle"),
+    ):
+        st = status.to_dict(
+            status.compute(
+                generation=3,
+                evaluation=evaluation(True),
+                observed=ALL,
+                lineage=lineage,
+                previous=None,
+                now=T0,
+            )
+        )
+        assert st["phase"] == "Degraded"
+        assert conditions(st)["Ready"] == ("False", reason)
+        assert conditions(st)["LineageResolved"] == ("False", reason)
+
+
+def test_a_child_conflict_fails_the_product_and_names_the_object() -> None:
+    observed = status.Observed(
+        True,
+        False,
+        True,
+        False,
+        False,
+        Children(),
+        conflicts=("ConfigMap sales/orders-contract already exists and is not ours",),
+        blocked=frozenset({"ConfigMap", "CronJob"}),
+    )
+    st = compute(True, observed)
+    assert st["phase"] == "Failed"
+    assert conditions(st)["Ready"] == ("False", "ChildConflict")
+    assert conditions(st)["PipelineReady"] == ("False", "ChildConflict")
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert "ConfigMap sales/orders-contract" in ready["message"]

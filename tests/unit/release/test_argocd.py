@@ -50,6 +50,18 @@ def product(generation: int = 2, observed: int | None = 2, **ready: str) -> dict
             product(status="False", reason="Provisioning", message="creating"),
             ("Progressing", "creating"),
         ),
+        (
+            product(status="False", reason="ChildConflict", message="ConfigMap is not ours"),
+            ("Degraded", "ConfigMap is not ours"),
+        ),
+        (
+            product(status="False", reason="UpstreamMissing", message="ghost/x not found"),
+            ("Degraded", "ghost/x not found"),
+        ),
+        (
+            product(status="False", reason="Cycle", message="a -> b -> a"),
+            ("Degraded", "a -> b -> a"),
+        ),
         (product(observed=None), ("Progressing", "waiting for the datamesh operator")),
         (
             product(generation=3, observed=2, status="True", reason="Ready", message="old"),
