@@ -95,7 +95,7 @@ BAD = [
     (
         "duplicate-fields",
         lambda d: d["spec"]["schema"]["fields"].append({"name": "order_id", "type": "string"}),
-        ["spec.schema.fields", "must be unique"],
+        ["spec.schema.fields[", "Duplicate value"],
     ),
     (
         "rule-and-sql",

@@ -32,6 +32,8 @@ _KEEP = {
     "minItems",
     "maxItems",
     "default",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
 }
 
 

@@ -27,8 +27,34 @@ DURATION = r"^[1-9][0-9]{0,5}(s|m|h|d)$"
 QUANTITY = r"^[1-9][0-9]{0,6}(Mi|Gi|Ti)$"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,}$"
-# Five fields, each made of the characters cron accepts; croniter-level checks happen offline.
-CRON = r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$"
+
+
+def _cron_field(value: str) -> str:
+    """One cron field as Kubernetes' CronJob controller parses it (robfig/cron's standard
+    parser): ``*`` or ``?``, a value or a range, each with an optional positive step, in a
+    list. (It also refuses a range that runs backwards, which a pattern cannot see.)"""
+    item = rf"([*?]|{value}(-{value})?)(/0*[1-9][0-9]*)?"
+    return rf"{item}(,{item})*"
+
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_DAYS = "sun|mon|tue|wed|thu|fri|sat"
+# The five fields with their ranges (minute, hour, day of month, month, day of week;
+# names in any case), or one of the macros; `0 24 * * *` is refused here, in the CRD and
+# offline, as the CronJob API would refuse it later.
+CRON = (
+    r"^(?i:@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + r"\s+".join(
+        (
+            _cron_field(r"0*[1-5]?[0-9]"),
+            _cron_field(r"0*(1?[0-9]|2[0-3])"),
+            _cron_field(r"0*([1-9]|[12][0-9]|3[01])"),
+            _cron_field(rf"(0*([1-9]|1[0-2])|{_MONTHS})"),
+            _cron_field(rf"(0*[0-6]|{_DAYS})"),
+        )
+    )
+    + r")$"
+)
 
 # A product's name is also the stem of its children's names (see provisioning), so it is
 # kept well under the 63-character limit of a label value.
@@ -167,6 +193,9 @@ def _d(text: str, **kw: Any) -> Any:
 
 
 Name = Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]
+# A list whose items are unique by name, as the apiserver enforces natively (a "map"
+# list): no CEL rule whose cost grows with the square of the list's length.
+UNIQUE_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 Tag = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][-a-z0-9_.]*$")]
 ShortText = Annotated[str, Field(max_length=256)]
 
@@ -245,17 +274,12 @@ class SchemaField(ApiModel):
 class ContractSchema(ApiModel):
     """The versioned output contract: format and columns."""
 
-    validations: ClassVar[list[dict[str, str]]] = [
-        cel(
-            "self.fields.all(f, self.fields.exists_one(g, g.name == f.name))",
-            "field names must be unique",
-            ".fields",
-        ),
-    ]
-
     format: SchemaFormat = _d("Storage or wire format of the published data.")
     fields: list[SchemaField] = _d(
-        "Columns of the contract, in order.", min_length=1, max_length=128
+        "Columns of the contract, in order; names are unique.",
+        min_length=1,
+        max_length=128,
+        json_schema_extra=UNIQUE_BY_NAME,
     )
 
 
@@ -393,18 +417,6 @@ class DataProductSpec(ApiModel):
             ".classification",
         ),
         cel("self.retentionDays > 0", "retentionDays must be positive", ".retentionDays"),
-        cel(
-            "!has(self.outputPorts) || self.outputPorts.all(p, "
-            "self.outputPorts.exists_one(q, q.name == p.name))",
-            "output port names must be unique",
-            ".outputPorts",
-        ),
-        cel(
-            "!has(self.qualityChecks) || self.qualityChecks.all(c, "
-            "self.qualityChecks.exists_one(d, d.name == c.name))",
-            "quality check names must be unique",
-            ".qualityChecks",
-        ),
     ]
 
     domain: Name = _d("Owning domain; must match the product's namespace and folder.")
@@ -432,11 +444,17 @@ class DataProductSpec(ApiModel):
         "Upstream products read (lineage).", default_factory=list, max_length=64
     )
     output_ports: list[OutputPort] = _d(
-        "Interfaces consumers read from.", default_factory=list, max_length=16
+        "Interfaces consumers read from; names are unique.",
+        default_factory=list,
+        max_length=16,
+        json_schema_extra=UNIQUE_BY_NAME,
     )
     sla: Sla | None = _d("Service levels; required by the global SLA policy.", default=None)
     quality_checks: list[QualityCheck] = _d(
-        "Data quality checks run by the pipeline.", default_factory=list, max_length=64
+        "Data quality checks run by the pipeline; names are unique.",
+        default_factory=list,
+        max_length=64,
+        json_schema_extra=UNIQUE_BY_NAME,
     )
     storage: Storage | None = _d("Storage to provision; none when unset.", default=None)
     pipeline: Pipeline | None = _d("Refresh job to run; none when unset.", default=None)
@@ -605,19 +623,16 @@ class PolicyException(ApiModel):
 class GovernancePolicySpec(ApiModel):
     """A governance policy: global in the platform namespace, domain-scoped elsewhere."""
 
-    validations: ClassVar[list[dict[str, str]]] = [
-        cel(
-            "self.rules.all(r, self.rules.exists_one(s, s.name == r.name))",
-            "rule names must be unique",
-            ".rules",
-        ),
-    ]
-
     description: str = _d("What the policy protects and why.", min_length=1, max_length=2048)
     enforcement: Enforcement = _d("block stops provisioning, warn reports, audit records.")
     severity: Severity = _d("How bad a violation is.", default=Severity.ERROR)
     match: Match = _d("Which products the policy applies to.", default_factory=Match)
-    rules: list[Rule] = _d("CEL rules; all must hold.", min_length=1, max_length=32)
+    rules: list[Rule] = _d(
+        "CEL rules; all must hold; names are unique.",
+        min_length=1,
+        max_length=32,
+        json_schema_extra=UNIQUE_BY_NAME,
+    )
     exceptions: list[PolicyException] = _d(
         "Time-limited exemptions.", default_factory=list, max_length=128
     )

@@ -111,6 +111,26 @@ def _unknown_fields(schema: Mapping[str, Any], value: Any) -> list[tuple[tuple[A
     ]
 
 
+def _duplicate_keys(schema: Mapping[str, Any], value: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Items of a "map" list (``x-kubernetes-list-type: map``) whose keys repeat an
+    earlier item's: the apiserver refuses them with "Duplicate value"."""
+    out = []
+    for node, sub, path in _nodes(schema, value):
+        if node.get("x-kubernetes-list-type") != "map" or not isinstance(sub, list):
+            continue
+        keys = node.get("x-kubernetes-list-map-keys", [])
+        seen: set[tuple[str, ...]] = set()
+        for i, item in enumerate(sub):
+            if not isinstance(item, dict):
+                continue
+            key = tuple(repr(item.get(k)) for k in keys)
+            if key in seen:
+                shown = ", ".join(f"{k} {item.get(k)!r}" for k in keys)
+                out.append(((*path, i), f"Duplicate value: {shown} is already in the list"))
+            seen.add(key)
+    return out
+
+
 def _cel_rules(schema: Mapping[str, Any], value: Any) -> list[tuple[tuple[Any, ...], str]]:
     """The CRD's x-kubernetes-validations that do not hold, with the field they name."""
     out = []
@@ -148,6 +168,7 @@ def schema_problems(doc: Document) -> list[Problem]:
         found.append((path, _message(error)))
     schema = _schema(doc.kind)
     found += _unknown_fields(schema, raw)
+    found += _duplicate_keys(schema, raw)
     if not found:
         found += _cel_rules(schema, _with_defaults(schema, raw))
     return [

@@ -168,3 +168,23 @@ def test_a_path_in_another_repository_is_a_usage_error(
     (other / "products" / "x.yaml").write_text("kind: Namespace\n")
     assert meshctl(["validate", "products", str(other / "products" / "x.yaml")]) == 2
     assert "not in the repository" in capsys.readouterr().err
+
+
+def test_the_largest_schema_the_crd_allows_passes_offline(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """128 fields (the CRD's maximum) cost nothing in uniqueness checks: names are a map
+    list's keys, checked as the apiserver does, not by a quadratic CEL rule."""
+    orders = repo / "products" / "sales" / "orders.yaml"
+    doc = yaml.safe_load(orders.read_text())
+    doc["spec"]["schema"]["fields"] = [
+        {"name": f"c{i}", "type": "string", "description": f"column {i}", "nullable": i > 0}
+        for i in range(128)
+    ]
+    doc["spec"]["schema"]["fields"][0]["primaryKey"] = True
+    doc["spec"]["qualityChecks"] = [{"name": "rows", "rule": "row_count", "threshold": 1}]
+    orders.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code = meshctl(["validate", "products/sales/orders.yaml"])
+    out = capsys.readouterr().out
+    assert "budget" not in out.lower()
+    assert code == 0, out
