@@ -646,6 +646,10 @@ class GovernancePolicyStatus(ApiModel):
     matched: int | None = _d("Number of products the policy applies to.", default=None)
     violating: int | None = _d("Number of matched products failing a rule.", default=None)
     errors: list[str] = _d("Compile errors per rule, when invalid.", default_factory=list)
+    warnings: list[str] = _d(
+        "Problems that do not invalidate the policy, e.g. an exception naming no product.",
+        default_factory=list,
+    )
 
 
 # -- whole objects --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ parallel, and the policy's own status (Valid, matched and violating counts)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,7 +79,7 @@ class PolicyReconciler:
         self,
         compiled: policy.CompiledPolicy | None,
         body: Mapping[str, Any],
-        products: Iterable[ProductEntry],
+        products: Sequence[ProductEntry],
         namespaces: Mapping[str, str | None],
     ) -> bool:
         """Valid condition, matched and violating counts. Returns whether it wrote."""
@@ -103,7 +103,7 @@ class PolicyReconciler:
         self,
         compiled: policy.CompiledPolicy | None,
         body: Mapping[str, Any],
-        products: Iterable[ProductEntry],
+        products: Sequence[ProductEntry],
         namespaces: Mapping[str, str | None],
     ) -> dict[str, Any]:
         """The status the policy should have: a policy the model refuses, or one outside
@@ -152,10 +152,13 @@ class PolicyReconciler:
             condition = valid(True, "Compiled", f"{len(compiled.rules)} rules compiled")
         else:
             condition = valid(False, "InvalidExpression", "; ".join(compiled.errors))
+        live = [e.product for e in products if e.product is not None and not e.deleting]
+        stale = policy.stale_exceptions(compiled.policy, live, ns)
         return {
             "observedGeneration": generation,
             "conditions": [condition],
             "matched": len(matched),
             "violating": violating,
             "errors": list(compiled.errors),
+            "warnings": [message for _, message in stale],
         }

@@ -64,6 +64,9 @@ class CompiledPolicy:
     policy: GovernancePolicy
     rules: tuple[CompiledRule, ...]
     errors: tuple[str, ...]  # one per rule that does not compile
+    # Where each error is: (index of the rule, "expression" or "when"), for messages
+    # that point at the rule's own line.
+    error_at: tuple[tuple[int, str], ...] = ()
 
     @property
     def ref(self) -> str:
@@ -118,18 +121,22 @@ def compile_expression(source: str) -> tuple[Any | None, str | None]:
 def compile_policy(policy: GovernancePolicy) -> CompiledPolicy:
     rules: list[CompiledRule] = []
     errors: list[str] = []
-    for rule in policy.spec.rules:
+    error_at: list[tuple[int, str]] = []
+    for index, rule in enumerate(policy.spec.rules):
         program, error = compile_expression(rule.expression)
+        where = "expression"
         when = None
         if error is None and rule.when:
             when, error = compile_expression(rule.when)
+            where = "when"
             if error:
                 error = f"when: {error}"
         if error:
             errors.append(f"rule {rule.name}: {error}")
+            error_at.append((index, where))
             continue
         rules.append(CompiledRule(rule.name, program, when, rule.message))
-    return CompiledPolicy(policy, tuple(rules), tuple(errors))
+    return CompiledPolicy(policy, tuple(rules), tuple(errors), tuple(error_at))
 
 
 # -- which policies apply -------------------------------------------------------------------
@@ -173,6 +180,30 @@ def applies(policy: GovernancePolicy, product: DataProduct, platform_namespace: 
     if match.tags and not set(match.tags) & set(spec.tags):
         return False
     return selector_matches(match.selector, product.metadata.labels)
+
+
+def stale_exceptions(
+    policy: GovernancePolicy, products: Iterable[DataProduct], platform_namespace: str
+) -> list[tuple[int, str]]:
+    """(index, message) for each exception that names no product in the policy's scope
+    (any namespace for a global policy, its own for a domain's): a typo, or a product
+    renamed or gone, which leaves an exemption waiting to apply to a future namesake."""
+    in_scope = [
+        p
+        for p in products
+        if is_global(policy, platform_namespace)
+        or p.metadata.namespace == policy.metadata.namespace
+    ]
+    out = []
+    for index, exc in enumerate(policy.spec.exceptions):
+        if not any(
+            p.metadata.name == exc.product and exc.domain in (None, p.spec.domain) for p in in_scope
+        ):
+            where = f"domain {exc.domain!r}" if exc.domain else "the policy's scope"
+            out.append(
+                (index, f"exception for {exc.product!r}: no such product in {where}; remove it")
+            )
+    return out
 
 
 def parse_time(text: str) -> dt.datetime:

@@ -204,6 +204,8 @@ class PolicyResult:
     name: str
     compiled: policy.CompiledPolicy | None
     errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    document: Document | None = None  # for the lines of its parts
 
     @property
     def valid(self) -> bool:
@@ -234,7 +236,7 @@ class Report:
     def warnings(self) -> int:
         return sum(
             1 for p in self.products for v in p.violations if v.enforcement != Enforcement.BLOCK
-        )
+        ) + sum(len(p.warnings) for p in self.policies)
 
     @property
     def ok(self) -> bool:
@@ -271,6 +273,7 @@ class Report:
                     "name": p.name,
                     "valid": p.valid,
                     "errors": [problem(e) for e in p.errors],
+                    "warnings": [problem(w) for w in p.warnings],
                 }
                 for p in self.policies
             ],
@@ -355,11 +358,14 @@ def validate(
                 obj = obj if not problems else None
             compiled = policy.compile_policy(obj) if obj is not None else None
             if compiled is not None:
-                problems.extend(
-                    Problem(doc.file, doc.line_of(["spec", "rules"]), doc.ref, "spec.rules", error)
-                    for error in compiled.errors
-                )
-            report.policies.append(PolicyResult(doc.file, doc.line, name, compiled, problems))
+                for error, (index, where) in zip(compiled.errors, compiled.error_at, strict=True):
+                    path = ("spec", "rules", index, where)
+                    problems.append(
+                        Problem(doc.file, doc.line_of(path), doc.ref, field_path(path), error)
+                    )
+            report.policies.append(
+                PolicyResult(doc.file, doc.line, name, compiled, problems, document=doc)
+            )
 
     policies = [p.compiled for p in report.policies if p.compiled is not None]
     products = [p for p in report.products if p.product is not None]
@@ -376,7 +382,24 @@ def validate(
         )
         result.violations = list(evaluation.violations)
     _lineage(products)
+    _stale_exceptions(report, [r.product for r in products if r.product], platform_namespace)
     return report
+
+
+def _stale_exceptions(report: Report, products: list[DataProduct], platform_namespace: str) -> None:
+    """A warning on each exception that names no product in its policy's scope."""
+    for result in report.policies:
+        if result.compiled is None:
+            continue
+        compiled = result.compiled
+        for index, message in policy.stale_exceptions(
+            compiled.policy, products, platform_namespace
+        ):
+            path = ("spec", "exceptions", index, "product")
+            doc = result.document
+            line = doc.line_of(path) if doc is not None else result.line
+            ref = doc.ref if doc is not None else result.name
+            result.warnings.append(Problem(result.file, line, ref, field_path(path), message))
 
 
 def _policy_scope(

@@ -32,6 +32,8 @@ def text(report: Report, out: TextIO) -> None:
     for pol in report.policies:
         for e in pol.errors:
             print(f"{e.file}:{e.line}: error: {e.object} {e.field}: {e.message}", file=out)
+        for w in pol.warnings:
+            print(f"{w.file}:{w.line}: warning: {w.object} {w.field}: {w.message}", file=out)
     for prod in report.products:
         for e in prod.errors:
             where = " ".join(x for x in (e.object, e.field) if x)
@@ -69,6 +71,8 @@ def github(report: Report, out: TextIO) -> None:
         *(e for x in report.products for e in x.errors),
     ]:
         line("error", p.file, p.line, p.field or "meshctl", f"{p.object}: {p.message}")
+    for w in (w for x in report.policies for w in x.warnings):
+        line("warning", w.file, w.line, w.field, f"{w.object}: {w.message}")
     for prod in report.products:
         for v in prod.violations:
             level = {"block": "error", "warn": "warning"}.get(str(v.enforcement), "notice")

@@ -323,3 +323,19 @@ def test_comprehensions_beyond_the_iteration_budget_are_a_violation_not_a_hang()
         now=NOW,
     )
     assert "Iteration budget exceeded" in result.violations[0].message
+
+
+def test_an_exception_naming_no_product_in_scope_is_stale() -> None:
+    exceptions = [
+        {"product": "orders", "reason": "r", "expires": "2099-01-01"},
+        {"product": "orders", "domain": "finance", "reason": "r", "expires": "2099-01-01"},
+        {"product": "ghost", "reason": "r", "expires": "2099-01-01"},
+    ]
+    products = [product("orders", "sales")]
+    global_policy = policy_obj(exceptions=exceptions)
+    stale = policy.stale_exceptions(global_policy, products, "datamesh-system")
+    assert [i for i, _ in stale] == [1, 2]
+    domain_policy = policy_obj(namespace="finance", exceptions=exceptions[:1])
+    assert [i for i, _ in policy.stale_exceptions(domain_policy, products, "datamesh-system")] == [
+        0
+    ]

@@ -188,3 +188,44 @@ def test_the_largest_schema_the_crd_allows_passes_offline(
     out = capsys.readouterr().out
     assert "budget" not in out.lower()
     assert code == 0, out
+
+
+def test_policy_problems_point_at_their_own_line(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = repo / "policies" / "global" / "zz-hygiene.yaml"
+    path.write_text(
+        "apiVersion: datamesh.io/v1alpha1\n"
+        "kind: GovernancePolicy\n"
+        "metadata:\n"
+        "  name: hygiene\n"
+        "  namespace: datamesh-system\n"
+        "spec:\n"
+        "  description: Hygiene under test.\n"
+        "  enforcement: warn\n"
+        "  rules:\n"
+        "    - name: fine\n"
+        "      expression: has(object.spec.sla)\n"
+        "      message: ok\n"
+        "    - name: broken\n"
+        "      expression: object.spec.frobnicate(\n"  # line 14
+        "      message: never compiles\n"
+        "  exceptions:\n"
+        "    - product: orders\n"
+        "      reason: migrating\n"
+        "      expires: 2099-01-01\n"
+        "    - product: ordres\n"  # line 20: a typo
+        "      reason: typo\n"
+        "      expires: 2099-01-01\n"
+    )
+    code = meshctl(["validate"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert any(
+        line.startswith("policies/global/zz-hygiene.yaml:14: error:")
+        and "spec.rules[1].expression" in line
+        for line in out.splitlines()
+    ), out
+    stale = [line for line in out.splitlines() if "zz-hygiene.yaml:20: warning:" in line]
+    assert stale and "exception for 'ordres': no such product" in stale[0], out
+    assert not any("'orders': no such product" in line for line in out.splitlines())
