@@ -103,8 +103,7 @@ class ProductReconciler:
             builtin=access.violations(product, lineage.product),
         )
         previous = self._previous_status(entry)
-        was_compliant = (previous.get("compliance") or {}).get("compliant")
-        if provision or was_compliant is not evaluation.compliant or not previous:
+        if needs_children_pass(provision, previous, compliant=evaluation.compliant):
             # A product that never had children creates them straight away; one that
             # had reads them first and repairs only what drifted.
             fresh = not (previous.get("children") or {})
@@ -184,6 +183,21 @@ class ProductReconciler:
         return children.release_storage(
             self.cluster, entry.namespace, entry.name, entry.uid, entry.product
         )
+
+
+def needs_children_pass(provision: bool, previous: Mapping[str, Any], *, compliant: bool) -> bool:
+    """Whether this reconcile reads and repairs the children, or may take them from the
+    last status (a re-evaluation after a policy or lineage change). It must when asked,
+    when the verdict flipped, when nothing was written yet, and when the last pass
+    failed: a status taken over from a failed pass would claim progress that is not
+    happening, so the failure is looked at again and reported again."""
+    was_compliant = (previous.get("compliance") or {}).get("compliant")
+    return (
+        provision
+        or not previous
+        or was_compliant is not compliant
+        or previous.get("phase") == Phase.FAILED.value
+    )
 
 
 def lineage_of(product: DataProduct, lookup: Lookup) -> Lineage:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import cast
 
 from datamesh.controller.kube import Cluster
-from datamesh.controller.products import ProductReconciler, observed_from_status
+from datamesh.controller.products import (
+    ProductReconciler,
+    needs_children_pass,
+    observed_from_status,
+)
 from datamesh.controller.settings import Settings
 from datamesh.controller.status import utcnow
 from tests.support.factories import product
@@ -30,3 +34,13 @@ def test_a_re_evaluation_without_children_reads_the_job_state_from_the_plan() ->
     seen = observed_from_status(product(), previous, compliant=True)
     assert not seen.pipeline_wanted and not seen.pipeline_suspended
     assert seen.storage_exists and seen.children.storage_claim == "orders-data"
+
+
+def test_a_failed_product_is_looked_at_again_on_every_reconcile() -> None:
+    ready = {"phase": "Ready", "compliance": {"compliant": True}}
+    failed = {"phase": "Failed", "compliance": {"compliant": True}}
+    assert not needs_children_pass(False, ready, compliant=True)  # a plain re-evaluation
+    assert needs_children_pass(False, failed, compliant=True)
+    assert needs_children_pass(False, ready, compliant=False)  # the verdict flipped
+    assert needs_children_pass(False, {}, compliant=True)  # never reconciled
+    assert needs_children_pass(True, ready, compliant=True)
