@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter as CounterOf
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -64,6 +65,8 @@ class PhaseTally:
     # Set whenever a product's phase or violations change, or it goes: the policies'
     # matched and violating counts may have moved (see handlers.policy_status_loop).
     changed: threading.Event = field(default_factory=threading.Event)
+    # policy ref -> products whose last evaluation it failed
+    violators: CounterOf[str] = field(default_factory=CounterOf)
 
     def record(
         self, key: tuple[str, str], phase: str | None, violated: frozenset[tuple[str, str]]
@@ -77,6 +80,7 @@ class PhaseTally:
                 PRODUCTS_BY_PHASE.labels(old_phase).dec()
             for pol, enf in self.violations.pop(key, frozenset()):
                 VIOLATIONS.labels(pol, enf).dec()
+                self.violators[pol] -= 1
             if phase is None:
                 return
             self.phases[key] = phase
@@ -84,3 +88,14 @@ class PhaseTally:
             self.violations[key] = violated
             for pol, enf in violated:
                 VIOLATIONS.labels(pol, enf).inc()
+                self.violators[pol] += 1
+
+    def violating(self, policy: str) -> int:
+        """Products whose last evaluation failed ``policy`` (``namespace/name``)."""
+        with self.lock:
+            return max(0, self.violators[policy])
+
+    def counted(self) -> int:
+        """Products with a recorded verdict."""
+        with self.lock:
+            return len(self.phases)

@@ -81,11 +81,12 @@ class PolicyReconciler:
         body: Mapping[str, Any],
         products: Sequence[ProductEntry],
         namespaces: Mapping[str, str | None],
+        violating: int | None = None,
     ) -> bool:
         """Valid condition, matched and violating counts. Returns whether it wrote."""
         meta = body.get("metadata", {})
         old = dict(body.get("status") or {})
-        new = self.compute_status(compiled, body, products, namespaces)
+        new = self.compute_status(compiled, body, products, namespaces, violating)
         patch = status.merge_patch(old, new)
         if patch is None:
             return False
@@ -105,10 +106,12 @@ class PolicyReconciler:
         body: Mapping[str, Any],
         products: Sequence[ProductEntry],
         namespaces: Mapping[str, str | None],
+        violating: int | None = None,
     ) -> dict[str, Any]:
         """The status the policy should have: a policy the model refuses, or one outside
         the platform namespace and every domain's, is invalid; one that compiles counts
-        the live products it matches and those it finds violating."""
+        the live products it matches and those it finds violating (evaluated here, unless
+        the caller knows ``violating`` from the products' last reconciles)."""
         generation = int(body.get("metadata", {}).get("generation") or 0)
         previous = (body.get("status") or {}).get("conditions") or []
         now = self.clock()
@@ -144,10 +147,11 @@ class PolicyReconciler:
             and not e.deleting
             and policy.applies(compiled.policy, e.product, ns)
         ]
-        violating = sum(
-            bool(policy.evaluate(p, [compiled], now=now, platform_namespace=ns).violations)
-            for p in matched
-        )
+        if violating is None:
+            violating = sum(
+                bool(policy.evaluate(p, [compiled], now=now, platform_namespace=ns).violations)
+                for p in matched
+            )
         if compiled.valid:
             condition = valid(True, "Compiled", f"{len(compiled.rules)} rules compiled")
         else:

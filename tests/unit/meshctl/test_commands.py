@@ -56,7 +56,7 @@ def test_json_shape(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "errors",
         "violations",
     }
-    assert set(data["policies"][0]) == {"file", "name", "valid", "errors"}
+    assert set(data["policies"][0]) == {"file", "name", "valid", "errors", "warnings"}
     assert data["summary"] == {"products": 12, "errors": 0, "blocking": 0, "warnings": 0}
 
 
