@@ -608,6 +608,17 @@ class Rule(ApiModel):
     )
 
 
+# A day of the calendar (no February 30th; February 29th in leap years only), optionally
+# followed by a time: checked by the pattern itself, so the CRD, meshctl and the models
+# refuse the same strings with the same message.
+REAL_DATE = (
+    r"^([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    r"|02-(0[1-9]|1[0-9]|2[0-8]))"
+    r"|([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29)"
+    r"([T ][0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+
+
 class PolicyException(ApiModel):
     """Exempts one product from this policy until a date. Expired exceptions stop applying."""
 
@@ -616,7 +627,8 @@ class PolicyException(ApiModel):
     reason: str = _d("Why the exception is granted.", min_length=1, max_length=1024)
     expires: str = _d(
         "When the exception lapses (RFC 3339 date-time or YYYY-MM-DD).",
-        pattern=r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$",
+        pattern=REAL_DATE,
+        max_length=40,
     )
 
 

@@ -229,3 +229,26 @@ def test_policy_problems_point_at_their_own_line(
     stale = [line for line in out.splitlines() if "zz-hygiene.yaml:20: warning:" in line]
     assert stale and "exception for 'ordres': no such product" in stale[0], out
     assert not any("'orders': no such product" in line for line in out.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("expires", "real"),
+    [
+        ("2028-02-29", True),  # a leap year
+        ("2027-02-29", False),
+        ("2100-02-29", False),  # a century is not a leap year
+        ("2000-02-29", True),  # unless it is a fourth one
+        ("2027-04-31", False),
+        ("2027-12-31T23:59:59Z", True),
+        ("2027-13-01", False),
+        ("2027-00-10", False),
+    ],
+)
+def test_an_impossible_expiry_date_is_refused(expires: str, real: bool) -> None:
+    text = (ROOT / "tests" / "data" / "invalid" / "policy-exception-bad-date.yaml").read_text()
+    docs, _ = loader.load_text(text.replace("next year", expires), "policies/global/p.yaml")
+    found = checks.schema_problems(docs[0])
+    assert (found == []) is real, found
+    if not real:
+        assert found[0].field == "spec.exceptions[0].expires"
+        assert "does not match" in found[0].message
