@@ -22,14 +22,6 @@ CORPUS = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
 LIVE = 12  # products in the live repository
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for folder in ("products", "policies"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def hostile_files(folder: Path) -> dict[str, str]:
     """File name -> what meshctl must say about it."""
     (folder / "binary.yaml").write_bytes(b"apiVersion: v1\n\x00\x01\x02")
