@@ -97,9 +97,11 @@ def test_fault_during_a_burst_converges_without_duplicates_or_orphans(
         # Leave no 500 finalizer-holding products behind for the tests that follow.
         if not op.alive():
             op.start()
+        # 500 finalized deletions take about two minutes on 2 cores.
         cluster.kubectl(
-            "delete", "dataproducts", "--all", "-n", namespace, "--timeout=180s", check=False
-        )
+            "delete", "dataproducts", "--all", "-n", namespace, "--timeout=300s",
+            check=False, timeout=330,
+        )  # fmt: skip
 
 
 def create(cluster: Cluster, doc: str) -> None:

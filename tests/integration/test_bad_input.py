@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from datamesh.meshctl.loader import KubectlLoader
 from tests.support import ROOT
 from tests.support.cluster import Cluster
 from tests.support.kube import products
@@ -59,8 +60,8 @@ def mesh(operator: Operator) -> Operator:
 
 def _object(cluster: Cluster, path: Path) -> dict[str, Any] | None:
     """The stored object the file names, if any."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:  # read as kubectl reads it: a date such as 2027-02-30 stays a string
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=KubectlLoader)
     except yaml.YAMLError:
         return None
     meta = doc.get("metadata") if isinstance(doc, dict) else None

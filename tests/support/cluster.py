@@ -26,12 +26,14 @@ class Cluster:
         check: bool = True,
         env: dict[str, str] | None = None,
         kubeconfig: bool = True,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; ``timeout`` bounds the process (keep it above any --timeout given)."""
         cmd = [self.kubectl_path]
         if kubeconfig:
             cmd.append(f"--kubeconfig={self.kubeconfig}")
         proc = subprocess.run(
-            [*cmd, *args], input=input, capture_output=True, text=True, timeout=120, env=env
+            [*cmd, *args], input=input, capture_output=True, text=True, timeout=timeout, env=env
         )
         if check and proc.returncode != 0:
             raise AssertionError(
