@@ -21,7 +21,7 @@ from datamesh.api.models import Children, DataProduct, Lineage, Phase
 from datamesh.controller import children, metrics, provisioning, status
 from datamesh.controller.events import EventRecorder
 from datamesh.controller.index import ProductEntry
-from datamesh.controller.kube import Cluster
+from datamesh.controller.kube import Cluster, is_status
 from datamesh.controller.settings import Settings
 from datamesh.controller.status import Clock, utcnow
 from datamesh.governance import access, policy
@@ -166,9 +166,14 @@ class ProductReconciler:
     ) -> bool:
         patch = status.merge_patch(dict(old), new)
         if patch is not None:
-            self.cluster.patch(
-                "DataProduct", entry.namespace, entry.name, {"status": patch}, sub="status"
-            )
+            try:
+                self.cluster.patch(
+                    "DataProduct", entry.namespace, entry.name, {"status": patch}, sub="status"
+                )
+            except Exception as exc:
+                if not is_status(exc, 404):
+                    raise
+                return False  # deleted while this reconcile ran: nothing left to report on
             self.events.phase_changed(entry, old, new)
         text = json.dumps(new, separators=(",", ":"))
         with self._locks_guard:
