@@ -325,13 +325,19 @@ def policy_status_round() -> bool:
     if tally.counted() < sum(1 for e in products if not e.deleting):
         return False
     tally.changed.clear()
+    _write_policy_statuses(products, from_tally=True)
+    return True
+
+
+def _write_policy_statuses(products: list[ProductEntry], *, from_tally: bool) -> None:
+    """Every indexed policy's status against ``products``; violating counts from the
+    products' last verdicts, or evaluated afresh."""
+    tally = State.products.tally
     namespaces = namespaces_of(State.indexes["namespace_index"])
     for store in list(State.indexes["policy_index"].values()):
         for compiled, snapshot in store:
-            State.policies.write_status(
-                compiled, snapshot, products, namespaces, tally.violating(compiled.ref)
-            )
-    return True
+            violating = tally.violating(compiled.ref) if from_tally else None
+            State.policies.write_status(compiled, snapshot, products, namespaces, violating)
 
 
 async def policy_status_loop() -> None:
@@ -381,32 +387,29 @@ async def startup(
         loop.create_task(policy_status_loop()),
     ]
     if State.settings.resync_seconds:
-        State.tasks.append(loop.create_task(_resync(policy_index, product_index)))
+        State.tasks.append(loop.create_task(_resync(product_index)))
 
 
-async def _resync(policy_index: kopf.Index[Any, Any], product_index: kopf.Index[Any, Any]) -> None:
+async def _resync(product_index: kopf.Index[Any, Any]) -> None:
     """Level-triggered safety net: re-check every product (and repair drifted or deleted
     children) on a timer. Writes nothing for products that are as they should be."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(State.settings.resync_seconds)
         try:
-            await loop.run_in_executor(None, _resync_once, policy_index, product_index)
+            await loop.run_in_executor(None, _resync_once, product_index)
         except Exception:
             metrics.UNHANDLED_ERRORS.labels("resync").inc()
             log.exception("resync failed")
 
 
-def _resync_once(policy_index: kopf.Index[Any, Any], product_index: kopf.Index[Any, Any]) -> None:
+def _resync_once(product_index: kopf.Index[Any, Any]) -> None:
     products = products_of(product_index)
     for entry in products:
         if not entry.deleting:
             State.queue.add(entry.key, provision=True, trigger="resync")
     # Matched and violating counts move with the products; refresh them here too.
-    namespaces = namespaces_of(State.indexes["namespace_index"])
-    for store in list(policy_index.values()):
-        for compiled, snapshot in store:
-            State.policies.write_status(compiled, snapshot, products, namespaces)
+    _write_policy_statuses(products, from_tally=False)
 
 
 @kopf.on.probe(id="products")
