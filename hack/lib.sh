@@ -23,4 +23,12 @@ die() {
   exit 1
 }
 
+# The node: a container runtime and a dynamic volume provisioner, built from their Go
+# modules (go install of a pinned version checks the module's own go.sum); kubelet,
+# kube-scheduler and kube-proxy come from the Kubernetes wrapper module above.
+CONTAINERD_VERSION="v2.4.2"
+LOCAL_PATH_PROVISIONER_VERSION="v0.0.30"
+NODE_BUILD_REVISION=1
+NODE_BIN_DIR="$CACHE_DIR/node/k8s-v${KUBE_VERSION}-containerd${CONTAINERD_VERSION}-lpp${LOCAL_PATH_PROVISIONER_VERSION}-r${NODE_BUILD_REVISION}/bin"
+
 HELM_VERSION="$(grep -oE '^\s*(require )?helm.sh/helm/v3 v[0-9.]+' "$ROOT/hack/helm/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
