@@ -19,17 +19,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["up", "down", "status", "build"])
     parser.add_argument("--dir", type=Path, default=None, help="cluster folder")
+    parser.add_argument(
+        "--node",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run a node (containerd, kubelet, scheduler, proxy, volume provisioner)",
+    )
     args = parser.parse_args(argv)
     directory = args.dir or cache_dir() / "cluster"
-    cluster = LocalCluster(directory)
+    cluster = LocalCluster(directory, node=args.node)
     try:
         if args.command == "build":
             print(build_binaries())
         elif args.command == "up":
             started = time.monotonic()
             state = cluster.start()
+            what = "control plane and node" if state.node else "control plane"
             print(
-                f"control plane up in {time.monotonic() - started:.1f} s at {state.server}",
+                f"{what} up in {time.monotonic() - started:.1f} s at {state.server}",
                 file=sys.stderr,
             )
             print(f"export KUBECONFIG={state.kubeconfig}")
@@ -39,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
                 "stopped: " + ", ".join(stopped) if stopped else "nothing running", file=sys.stderr
             )
         else:
-            health = cluster.health()
+            health = cluster.health() | cluster.node.health()
+            state = cluster.load()
+            if not (state and state.node):
+                health = cluster.health()
             for name, text in health.items():
                 print(f"{name:26} {text}")
             state = cluster.load()
             if state:
                 print(f"export KUBECONFIG={state.kubeconfig}")
-            return 0 if all("healthy" in v and "unhealthy" not in v for v in health.values()) else 1
+            return 0 if all(v.startswith("running") and "unhealthy" not in v for v in health.values()) else 1
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,10 +9,14 @@ import os
 import signal
 import socket
 import subprocess
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 25
+# The node's bridge address (pods' gateway); with a node the apiserver listens there,
+# because pods cannot reach the host's 127.0.0.1.
+NODE_ADDRESS = "10.244.0.1"
 
 
 class ClusterError(RuntimeError):
@@ -34,6 +38,37 @@ def build_binaries() -> Path:
     if proc.returncode != 0:
         raise ClusterError("building the control plane binaries failed (see the messages above)")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def build_node_binaries() -> Path:
+    """Build (or reuse) the node's binaries; returns their folder."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "build-node.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ClusterError("building the node binaries failed (see the messages above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def project_version() -> str:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def image_names() -> dict[str, str]:
+    """The images ``hack/images.sh`` builds, by role."""
+    version = project_version()
+    return {
+        "pause": f"localhost/datamesh/pause:{version}",
+        "operator": f"localhost/datamesh/operator:{version}",
+        "pipeline": f"localhost/datamesh/pipeline:{version}",
+        # The provisioner's helper pods make volume folders with a shell: any image of
+        # ours with /bin/sh will do.
+        "helper": f"localhost/datamesh/pipeline:{version}",
+    }
 
 
 def free_port() -> int:

@@ -10,14 +10,27 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .common import ClusterError, alive, build_binaries, die_with_parent, free_port, tail
-from .pki import generate_pki, write_kubeconfig
+from .common import (
+    NODE_ADDRESS,
+    ClusterError,
+    alive,
+    build_binaries,
+    build_node_binaries,
+    cache_dir,
+    die_with_parent,
+    free_port,
+    image_names,
+    tail,
+)
+from .node import NODE_NAME, Node, NodeState, preflight
+from .pki import generate_node_pki, generate_pki, write_kubeconfig
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 START_TIMEOUT_S = 60.0
@@ -34,10 +47,13 @@ class ClusterState:
     apiserver_port: int = 0
     controller_manager_port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
+    # The address the apiserver listens on: loopback, or the node's bridge with a node.
+    host: str = "127.0.0.1"
+    node: dict[str, object] | None = None
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -47,12 +63,16 @@ class ClusterState:
 class LocalCluster:
     """One control plane in one folder. ``start`` is idempotent; ``stop`` is safe to repeat."""
 
-    def __init__(self, directory: Path, *, die_with_parent: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, die_with_parent: bool = False, node: bool = False
+    ) -> None:
         self.dir = directory.resolve()
         self.die_with_parent = die_with_parent
+        self.with_node = node
         self.state_file = self.dir / "state.json"
         self.pki = self.dir / "pki"
         self.logs = self.dir / "logs"
+        self.node = Node(self.dir, self.pki, die_with_parent=die_with_parent)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -72,7 +92,14 @@ class LocalCluster:
             return existing
         if existing:
             self.stop()
+        if self.with_node:
+            refused = preflight()
+            if refused:
+                raise ClusterError(
+                    f"cannot run a node here: {refused}. Start without one with NODE=0."
+                )
         bin_dir = bin_dir or build_binaries()
+        node_bin = build_node_binaries() if self.with_node else None
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         generate_pki(self.pki)
@@ -83,13 +110,19 @@ class LocalCluster:
             etcd_peer_port=free_port(),
             apiserver_port=free_port(),
             controller_manager_port=free_port(),
+            host=NODE_ADDRESS if self.with_node else "127.0.0.1",
         )
+        if self.with_node:
+            generate_node_pki(self.pki, NODE_NAME)
+            self.node.claim()
+            self.node.prepare_network()
         write_kubeconfig(state.kubeconfig, state.server, self.pki, "admin")
         write_kubeconfig(
             self.dir / "controller-manager.kubeconfig", state.server, self.pki, "controller-manager"
         )
         self._save(state)
         try:
+            started = time.monotonic()
             self._spawn(state, "etcd", self._etcd_args(state))
             self._wait(state, "etcd", lambda: self._etcd_healthy(state))
             self._spawn(state, "kube-apiserver", self._apiserver_args(state))
@@ -98,17 +131,55 @@ class LocalCluster:
             self._wait(
                 state, "kube-controller-manager", lambda: self._controller_manager_ready(state)
             )
+            if node_bin is not None:
+                print(
+                    f"[cluster] control plane ready ({time.monotonic() - started:.1f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self._start_node(state, node_bin)
         except BaseException:
             self.stop()
             raise
         return state
 
+    def _start_node(self, state: ClusterState, node_bin: Path) -> None:
+        def save(node: NodeState) -> None:
+            state.node = asdict(node)
+            self._save(state)
+
+        self.node.start(
+            bin_dir=node_bin,
+            server=state.server,
+            kubectl=lambda *args, **kw: self.kubectl(state, *args, **kw),
+            archives=cache_dir() / "images" / "archives",
+            images=image_names(),
+            save=save,
+        )
+
+    def kubectl(
+        self, state: ClusterState, *args: str, input: str | None = None, check: bool = True
+    ) -> str:
+        proc = subprocess.run(
+            [str(Path(state.bin_dir) / "kubectl"), f"--kubeconfig={state.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
     def stop(self) -> list[str]:
         """Stops every process this folder started; returns what it stopped."""
         state = self.load()
         if state is None:
+            # A node whose state file is gone (a crash mid-start) is still cleaned up.
+            if (self.dir / "node").exists():
+                self.node.cleanup()
             return []
-        stopped = []
+        stopped = self.node.stop() if state.node or (self.dir / "node").exists() else []
         for name in reversed(COMPONENTS):
             pid = state.pids.get(name)
             if pid and alive(pid):
@@ -137,7 +208,12 @@ class LocalCluster:
             os.waitpid(pid, os.WNOHANG)
 
     def running(self, state: ClusterState) -> bool:
-        return all(alive(state.pids.get(name, 0) or 0) for name in COMPONENTS)
+        if self.with_node and not state.node:
+            return False
+        node_pids = list((state.node or {}).get("pids", {}).values())  # type: ignore[attr-defined]
+        return all(alive(state.pids.get(name, 0) or 0) for name in COMPONENTS) and all(
+            alive(int(pid)) for pid in node_pids
+        )
 
     def stop_component(self, name: str) -> None:
         """Stop one component (SIGTERM, then SIGKILL after 10 s); fault tests use this."""
@@ -230,21 +306,34 @@ class LocalCluster:
 
     def _apiserver_args(self, s: ClusterState) -> list[str]:
         pki = self.pki
+        node = []
+        if s.host != "127.0.0.1":
+            node = [
+                # The `kubernetes` Service gets the apiserver's address as its endpoint,
+                # which kube-proxy routes pods to.
+                "--endpoint-reconciler-type=lease",
+                # `kubectl logs` and `kubectl exec` go through the kubelet.
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+            ]
         return [
             f"--etcd-servers=http://127.0.0.1:{s.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={s.host}",
+            f"--advertise-address={s.host}",
             f"--secure-port={s.apiserver_port}",
             f"--cert-dir={self.dir / 'apiserver-certs'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
+            # The Node authorizer scopes each kubelet to its own node's objects.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--endpoint-reconciler-type=none",
+            *(node or ["--endpoint-reconciler-type=none"]),
             "--v=1",
         ]
 
@@ -313,9 +402,9 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(directory: Path) -> Iterator[ClusterState]:
+def running_cluster(directory: Path, *, node: bool = False) -> Iterator[ClusterState]:
     """Start a cluster that dies with this process, and stop it on any exit."""
-    cluster = LocalCluster(directory, die_with_parent=True)
+    cluster = LocalCluster(directory, die_with_parent=True, node=node)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: object) -> None:

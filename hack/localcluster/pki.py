@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from .common import ClusterError
+from .common import NODE_ADDRESS, ClusterError
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -43,7 +43,9 @@ def generate_pki(pki: Path) -> None:
         "apiserver",
         "/CN=kube-apiserver",
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\n"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1,"
+        # The node's bridge address: with a node, the apiserver listens there.
+        f"IP:{NODE_ADDRESS}\n"
         "extendedKeyUsage=serverAuth\n",
     )
     client = "extendedKeyUsage=clientAuth\n"
@@ -51,6 +53,27 @@ def generate_pki(pki: Path) -> None:
     _signed_cert(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def generate_node_pki(pki: Path, node_name: str) -> None:
+    """Identities of the node's parts. The kubelet is ``system:node:<name>`` in
+    ``system:nodes``, so the Node authorizer (not a broad binding) decides what it may do."""
+    if (pki / "provisioner.crt").exists():
+        return
+    client = "extendedKeyUsage=clientAuth\n"
+    _signed_cert(pki, "kubelet", f"/O=system:nodes/CN=system:node:{node_name}", client)
+    _signed_cert(
+        pki,
+        "kubelet-serving",
+        f"/CN={node_name}",
+        f"subjectAltName=IP:{NODE_ADDRESS},DNS:{node_name}\nextendedKeyUsage=serverAuth\n",
+    )
+    # The apiserver's identity towards the kubelet (logs, exec), bound to
+    # system:kubelet-api-admin by the node's set-up.
+    _signed_cert(pki, "apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", client)
+    _signed_cert(pki, "scheduler", "/CN=system:kube-scheduler", client)
+    _signed_cert(pki, "kube-proxy", "/CN=system:kube-proxy", client)
+    _signed_cert(pki, "provisioner", "/CN=system:local-path-provisioner", client)
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
