@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             state = cluster.load()
             if state:
                 print(f"export KUBECONFIG={state.kubeconfig}")
-            return 0 if all(v.startswith("running") and "unhealthy" not in v for v in health.values()) else 1
+            return (
+                0
+                if all(v.startswith("running") and "unhealthy" not in v for v in health.values())
+                else 1
+            )
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -245,8 +245,11 @@ class Node:
                     "serializeImagePulls": False,
                     # A shared development disk: never evict pods for it, never delete
                     # the locally built images (nothing could pull them back).
-                    "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                                     "imagefs.available": "1%"},
+                    "evictionHard": {
+                        "memory.available": "100Mi",
+                        "nodefs.available": "1%",
+                        "imagefs.available": "1%",
+                    },
                     "imageGCHighThresholdPercent": 100,
                     "imageGCLowThresholdPercent": 99,
                     "localStorageCapacityIsolation": False,
@@ -390,7 +393,9 @@ class Node:
                 "--v=1",
             ],
         )
-        self._spawn(state, save, "kube-proxy", [f"--config={self.dir / 'kube-proxy.yaml'}", "--v=1"])
+        self._spawn(
+            state, save, "kube-proxy", [f"--config={self.dir / 'kube-proxy.yaml'}", "--v=1"]
+        )
         self._setup_cluster_objects(kubectl)
         self._spawn(
             state,
@@ -446,7 +451,10 @@ class Node:
         log = (self.logs / "containerd-import.log").open("ab")
         proc = subprocess.Popen(
             [str(Path(state.bin_dir) / "containerd"), f"--config={work / 'config.toml'}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
         log.close()
@@ -535,18 +543,32 @@ class Node:
                 "kind": "ClusterRole",
                 "metadata": {"name": "datamesh-local:local-path-provisioner"},
                 "rules": [
-                    {"apiGroups": [""], "resources": ["nodes", "persistentvolumeclaims",
-                                                      "configmaps", "pods/log"],
-                     "verbs": ["get", "list", "watch"]},
-                    {"apiGroups": [""], "resources": ["persistentvolumes", "pods"],
-                     "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+                    {
+                        "apiGroups": [""],
+                        "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods/log"],
+                        "verbs": ["get", "list", "watch"],
+                    },
+                    {
+                        "apiGroups": [""],
+                        "resources": ["persistentvolumes", "pods"],
+                        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+                    },
                     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-                    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
-                     "verbs": ["get", "list", "watch"]},
-                    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-                    {"apiGroups": [""], "resources": ["endpoints"],
-                     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+                    {
+                        "apiGroups": ["storage.k8s.io"],
+                        "resources": ["storageclasses"],
+                        "verbs": ["get", "list", "watch"],
+                    },
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+                    },
+                    {
+                        "apiGroups": [""],
+                        "resources": ["endpoints"],
+                        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+                    },
                 ],
             },
             {
@@ -579,13 +601,20 @@ class Node:
                 "reclaimPolicy": "Delete",
             },
         ]
-        kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                       "items": manifests}))
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
+        )
 
     def _node_ready(self, kubectl: Callable[..., str]) -> bool:
         try:
             out = kubectl(
-                "get", "node", NODE_NAME, "-o",
+                "get",
+                "node",
+                NODE_NAME,
+                "-o",
                 "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                 check=False,
             )
@@ -679,7 +708,7 @@ class Node:
         if _link_exists(BRIDGE):
             _run(["ip", "link", "delete", BRIDGE], check=False)
         _remove_kube_proxy_chains()
-        for path in (state.created_paths if state else []):
+        for path in state.created_paths if state else []:
             _remove_created(Path(path), self.dir)
         for key, value in (state.sysctls if state else {}).items():
             with contextlib.suppress(OSError):
@@ -784,7 +813,11 @@ def _shim_pids(socket: Path) -> Iterable[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline and cmdline[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in b" ".join(cmdline):
+        if (
+            cmdline
+            and cmdline[0].endswith(b"containerd-shim-runc-v2")
+            and str(socket).encode() in b" ".join(cmdline)
+        ):
             yield int(proc.name)
 
 
@@ -845,7 +878,10 @@ def _unmount_under(folder: Path) -> None:
 
 
 def _link_exists(name: str) -> bool:
-    return subprocess.run(["ip", "link", "show", name], capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(["ip", "link", "show", name], capture_output=True, check=False).returncode
+        == 0
+    )
 
 
 def _remove_kube_proxy_chains() -> None:

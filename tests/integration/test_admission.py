@@ -285,3 +285,182 @@ def test_turning_admission_off_removes_every_generated_object(
     finally:
         off.stop()
         enforcing.start()
+
+
+# -- type checking: the engine's checker and the apiserver's ---------------------------------
+
+TYPED_SELECTOR = {"matchLabels": {"typecheck": "yes"}}  # no parity case carries it
+
+
+def _typed_policy(name: str, expression: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "datamesh.io/v1alpha1",
+        "kind": "GovernancePolicy",
+        "metadata": {"name": name, "namespace": "datamesh-system"},
+        "spec": {
+            "description": "A rule under type checking.",
+            "enforcement": "block",
+            "match": {"selector": TYPED_SELECTOR},
+            "rules": [{"name": "r", "expression": expression, "message": "m"}],
+        },
+    }
+
+
+def _conditions(cluster: Cluster, name: str) -> dict[str, dict[str, Any]]:
+    """The policy's conditions by type, once it reports its current generation."""
+    obj = json.loads(
+        cluster.kubectl("get", "gp", name, "-n", "datamesh-system", "-o", "json").stdout
+    )
+    st = obj.get("status") or {}
+    if st.get("observedGeneration") != obj["metadata"]["generation"]:
+        return {}
+    return {c["type"]: {**c, "warnings": st.get("warnings", [])} for c in st["conditions"]}
+
+
+def test_a_rule_reading_a_field_the_product_lacks_is_invalid_and_never_enforced(
+    enforcing: Operator,
+) -> None:
+    cluster = enforcing.cluster
+    doc = _typed_policy("typo", "object.spec.retentionDayz <= 365")
+    cluster.kubectl("apply", "-f", "-", input=dump(doc))
+    try:
+        valid = wait_for(
+            lambda: _conditions(cluster, "typo").get("Valid"), what="the policy's Valid"
+        )
+        assert (valid["status"], valid["reason"]) == ("False", "InvalidExpression")
+        assert "rule r: <input>:1:12: undefined field 'retentionDayz'" in valid["message"]
+        # Its status is written after the admission sync: had it an admission policy, it
+        # would be there by now.
+        assert "ValidatingAdmissionPolicy/datamesh.datamesh-system.typo" not in (
+            admission_objects(cluster)
+        )
+    finally:
+        cluster.kubectl("delete", "-f", "-", input=dump(doc), check=False)
+
+
+# (rule, a fragment of the engine's error, a fragment of the apiserver's warning); None:
+# no error. Each rule goes to the apiserver as the operator writes it: `(rule) == true`.
+AGREEMENT: list[tuple[str, str | None, str | None]] = [
+    ("has(object.spec.sla) && object.spec.sla.availability >= 99.5", None, None),
+    ("object.spec.?pipeline.?schedule.orValue('') == ''", None, None),
+    ("object.?spec.?sla.?completeness.orValue(100.0) >= 99", None, None),
+    ("object.metadata.labels['tier'] == 'gold'", None, None),
+    ("'tier' in object.metadata.labels && object.metadata.namespace == 'sales'", None, None),
+    ("object.spec.retentionDays > 30.5", None, None),
+    ("object.spec.schema.fields.exists(f, has(f.piiCategory) && f.pii)", None, None),
+    ("object.spec.storage.encryption.atRest", None, None),
+    ("object.spec.retentionDayz <= 365", "undefined field 'retentionDayz'", "undefined field"),
+    (
+        "object.spec.schema.fields.all(f, f.descripton != '')",
+        "undefined field 'descripton'",
+        "undefined field 'descripton'",
+    ),
+    ("object.spec.owner", "must evaluate to bool", "no matching overload for '_==_'"),
+    ("object.spec.owner.team.name == 'a'", "operand of a select", "field selection"),
+    ("object.spec.retentionDays + 'd' == '30d'", "overload for '_+_'", "overload for '_+_'"),
+    ("object.spec.sla.availability == 99", "'(double, int)'", "'(double, int)'"),
+    ("size(object.spec.owner) == 2", "overload for 'size'", "overload for 'size'"),
+    ("object.spec.retentionDays in {'a': 1}", "overload for '@in'", "overload for '@in'"),
+]
+
+
+def test_the_type_checker_agrees_with_the_apiservers(crds: Cluster) -> None:
+    """One admission policy (unbound: it enforces nothing) holding every rule; the
+    apiserver type-checks it against the CRD schema and warns per expression."""
+    name = "datamesh-test.type-agreement"
+    vap = {
+        "apiVersion": admission.API,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["datamesh.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["dataproducts"],
+                    }
+                ]
+            },
+            "validations": [{"expression": f"({rule}) == true"} for rule, _, _ in AGREEMENT],
+        },
+    }
+    crds.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
+    crds.kubectl("create", "-f", "-", input=json.dumps(vap))
+
+    def checked() -> dict[str, Any] | None:
+        obj = json.loads(
+            crds.kubectl("get", "validatingadmissionpolicy", name, "-o", "json").stdout
+        )
+        st = obj.get("status") or {}
+        return st if st.get("observedGeneration") == obj["metadata"]["generation"] else None
+
+    try:
+        st = wait_for(checked, what="the apiserver's type checking")
+    finally:
+        crds.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
+    warnings = {
+        w["fieldRef"]: w["warning"]
+        for w in (st.get("typeChecking") or {}).get("expressionWarnings") or []
+    }
+    for i, (rule, ours, theirs) in enumerate(AGREEMENT):
+        _, error = policy.compile_expression(rule)
+        warning = warnings.get(f"spec.validations[{i}].expression")
+        if ours is None:
+            assert error is None and warning is None, (rule, error, warning)
+        else:
+            assert error is not None and ours in error, (rule, error)
+            assert warning is not None and theirs in warning, (rule, warning)
+
+
+def test_the_apiservers_verdict_on_the_admission_policy_is_on_the_policy(
+    enforcing: Operator,
+) -> None:
+    """The apiserver's type checking is a second opinion: a rule the engine's checker
+    accepts but the apiserver's does not (a map literal mixing value types, typed once
+    `object` is) is reported as AdmissionChecked=False, and one the apiserver refuses
+    outright (a list literal mixing int and double) as Refused, without holding up the
+    other policies' admission objects."""
+    cluster = enforcing.cluster
+    docs = {
+        "typed-clean": _typed_policy("typed-clean", "has(object.spec.sla)"),
+        "typed-warned": _typed_policy(
+            "typed-warned", "{'a': object.spec.retentionDays, 'b': object.spec.domain}.size() == 2"
+        ),
+        "typed-refused": _typed_policy("typed-refused", "object.spec.retentionDays in [1, 2.0]"),
+    }
+    for doc in docs.values():
+        assert policy.compile_expression(doc["spec"]["rules"][0]["expression"])[1] is None
+        cluster.kubectl("apply", "-f", "-", input=dump(doc))
+    try:
+        checked = {
+            name: wait_for(
+                lambda name=name: _conditions(cluster, name).get("AdmissionChecked"),
+                what=f"the apiserver's verdict on {name}",
+            )
+            for name in docs
+        }
+        clean, warned, refused = (checked[n] for n in docs)
+        assert (clean["status"], clean["reason"], clean["warnings"]) == ("True", "TypeChecked", [])
+        assert (warned["status"], warned["reason"]) == ("False", "TypeWarnings")
+        assert "rule r: " in warned["message"]
+        assert "expected type 'int' but found 'string'" in warned["message"]
+        assert any("type checking warns: rule r:" in w for w in warned["warnings"])
+        assert _conditions(cluster, "typed-warned")["Valid"]["status"] == "True"
+        assert (refused["status"], refused["reason"]) == ("False", "Refused")
+        assert "expected type 'int' but found 'double'" in refused["message"]
+        objects = admission_objects(cluster)
+        for name, present in (("typed-clean", True), ("typed-refused", False)):
+            for kind in _KIND_NAMES:
+                key = f"{kind}/datamesh.datamesh-system.{name}"
+                assert (key in objects) == present, key
+        assert "ValidatingAdmissionPolicy/datamesh.datamesh-system.sla-required" in objects
+    finally:
+        for doc in docs.values():
+            cluster.kubectl("delete", "-f", "-", input=dump(doc), check=False)
+        wait_for(
+            lambda: not any("typed-" in key for key in admission_objects(cluster)),
+            what="their admission objects removed",
+        )

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from datamesh.api.models import GovernancePolicy
+from datamesh.api.models import Enforcement, GovernancePolicy
 from datamesh.controller import metrics, status
+from datamesh.controller.admission_sync import admission_checks
 from datamesh.controller.index import ProductEntry
 from datamesh.controller.kube import Cluster
 from datamesh.controller.products import Outcome
@@ -18,6 +19,11 @@ from datamesh.controller.status import Clock, utcnow
 from datamesh.governance import policy
 
 log = logging.getLogger("datamesh.controller.policies")
+
+# The condition carrying the apiserver's verdict on a block policy's admission policy, and
+# the prefix of the warnings it adds.
+ADMISSION_CHECKED = "AdmissionChecked"
+_ADMISSION = "admission: "
 
 
 class PolicyReconciler:
@@ -116,8 +122,8 @@ class PolicyReconciler:
         previous = (body.get("status") or {}).get("conditions") or []
         now = self.clock()
 
-        def valid(ok: bool, reason: str, message: str) -> dict[str, Any]:
-            cond = status.condition("Valid", ok, reason, message, previous, now, generation)
+        def valid(ok: bool, reason: str, message: str, type_: str = "Valid") -> dict[str, Any]:
+            cond = status.condition(type_, ok, reason, message, previous, now, generation)
             return cond.model_dump(by_alias=True, exclude_none=True)
 
         if compiled is None:
@@ -156,13 +162,54 @@ class PolicyReconciler:
             condition = valid(True, "Compiled", f"{len(compiled.rules)} rules compiled")
         else:
             condition = valid(False, "InvalidExpression", "; ".join(compiled.errors))
+        conditions = [condition]
         live = [e.product for e in products if e.product is not None and not e.deleting]
         stale = policy.stale_exceptions(compiled.policy, live, ns)
+        warnings = [message for _, message in stale]
+        if self._enforced_at_admission(compiled):
+            checked = self._admission_checked(compiled, generation)
+            if checked is None:  # not checked yet (a restart, a sync to come): keep what was said
+                kept = [
+                    dict(c)
+                    for c in previous
+                    if c.get("type") == ADMISSION_CHECKED
+                    and c.get("observedGeneration") == generation
+                ]
+                conditions += kept
+                said = ((body.get("status") or {}).get("warnings") or []) if kept else []
+                warnings += [w for w in said if str(w).startswith(_ADMISSION)]
+            else:
+                ok, reason, message, found = checked
+                conditions.append(valid(ok, reason, message, ADMISSION_CHECKED))
+                warnings += found
         return {
             "observedGeneration": generation,
-            "conditions": [condition],
+            "conditions": conditions,
             "matched": len(matched),
             "violating": violating,
             "errors": list(compiled.errors),
-            "warnings": [message for _, message in stale],
+            "warnings": warnings,
         }
+
+    def _enforced_at_admission(self, compiled: policy.CompiledPolicy) -> bool:
+        return self.settings.admission and compiled.policy.spec.enforcement == Enforcement.BLOCK
+
+    def _admission_checked(
+        self, compiled: policy.CompiledPolicy, generation: int
+    ) -> tuple[bool, str, str, list[str]] | None:
+        """(ok, reason, message, warnings) for the AdmissionChecked condition: what the
+        apiserver made of the block policy's generated admission policy (its own type
+        checking, a second opinion on the rules); None until it has checked this
+        generation."""
+        check = admission_checks(self.cluster).get(compiled.ref)
+        if check is None or check.generation != generation:
+            return None
+        if check.refused is not None:
+            message = f"the apiserver refused the generated admission policy: {check.refused}"
+            return False, "Refused", message, [_ADMISSION + message]
+        if not check.checked:
+            return None
+        if check.warnings:
+            found = [f"{_ADMISSION}type checking warns: {w}" for w in check.warnings]
+            return False, "TypeWarnings", "; ".join(check.warnings), found
+        return True, "TypeChecked", "the apiserver type-checked every rule: no warnings", []

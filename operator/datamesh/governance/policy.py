@@ -7,19 +7,24 @@ review is what the cluster enforces.
 Rules are CEL, bound as ``object`` (the whole product, as the apiserver stores it), the
 same variable a ValidatingAdmissionPolicy uses, so a block rule can be enforced at
 admission unchanged. CEL runs on ``cel-expr-python``, Google's binding of the C++ CEL
-runtime: rules are type-checked at compile time (an unknown function or variable is a
-compile error, as in Kubernetes), it has the strings, math and optional extensions, and a
-rule over a 20-field product takes a few microseconds.
+runtime. Rules are type-checked as Kubernetes does, against the product's declared type
+(``cel_types``, from the CRD schema): an unknown function, variable or field, or a result
+that is not a bool, is a compile error. They then run dynamically typed on the product's
+plain document; a rule over a 20-field product takes a few microseconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from cel_expr_python import cel
 
 from datamesh.api.constants import API_VERSION, DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL
 from datamesh.api.models import (
@@ -32,14 +37,33 @@ from datamesh.api.models import (
     Severity,
     Violation,
 )
+from datamesh.governance import cel_types
 from datamesh.governance.cel import environment
 
 BUILTIN_POLICY = "builtin/domain-isolation"
 
-# One checker environment for every rule: the product is `object`, dynamically typed
-# (its schema lives in the CRD), with the extension libraries Kubernetes' CEL also has.
+# Rules run in a dynamically typed environment (the product is a plain document), once
+# the checker's environment, where `object` has the product's declared type, accepts them.
 _ENV = environment("object")
 _RESULT_TYPES = ("bool", "dyn")
+
+
+_CHECKER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _build_checker() -> Any:
+    schema = cel_types.product_schema()
+    pool = cel_types.descriptor_pool_for(schema)
+    return environment("object", cel.Type(cel_types.ROOT_MESSAGE), pool)
+
+
+def _checker() -> Any:
+    """The type-checking environment, built on first use (from the CRD schema, ~50 ms),
+    once, though the operator's threads compile policies at the same time."""
+    with _CHECKER_LOCK:
+        return _build_checker()
+
 
 _ENFORCEMENT_RANK = {Enforcement.BLOCK: 0, Enforcement.WARN: 1, Enforcement.AUDIT: 2}
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}
@@ -99,8 +123,35 @@ def _unbounded_call(source: str) -> str | None:
     return found.group(1) if found else None
 
 
+# Kubernetes refuses a constant duration, timestamp or regex that does not parse when it
+# compiles the rule (``duration('2x')``: "invalid duration argument"); this runtime would
+# only fail when the rule runs, so such arguments are tried once here.
+_LITERAL_CALL = re.compile(r"(?:\b(duration|timestamp)|\.(matches))\s*\(\s*([rR]?)$")
+_CALL_END = re.compile(r"\s*\)")
+
+
+def _invalid_literal(source: str) -> str | None:
+    for literal in _STRING_LITERAL.finditer(source):
+        call = _LITERAL_CALL.search(source, 0, literal.start())
+        if call is None or not _CALL_END.match(source, literal.end()):
+            continue
+        function = call.group(1) or call.group(2)
+        argument = call.group(3) + literal.group(0)
+        probe = f"''.matches({argument})" if function == "matches" else f"{function}({argument})"
+        try:
+            value = _ENV.compile(probe).eval()
+            error = value.plain_value() if value.type().name().lower() == "error" else None
+        except Exception as exc:
+            error = exc
+        if error is not None:
+            reason = str(error).removeprefix("INVALID_ARGUMENT: ")
+            return _short(f"invalid {function} argument {argument}: {reason}")
+    return None
+
+
 def compile_expression(source: str) -> tuple[Any | None, str | None]:
-    """(program, None) or (None, the checker's message). Never raises."""
+    """(program, None) or (None, the checker's message). Never raises. The program is
+    the dynamically typed one: it runs on the product's document."""
     unbounded = _unbounded_call(source)
     if unbounded:
         return None, (
@@ -108,14 +159,36 @@ def compile_expression(source: str) -> tuple[Any | None, str | None]:
             "and stall every reconcile"
         )
     try:
-        program = _ENV.compile(source)
+        checked = _checker().compile(source)
     except Exception as exc:  # the binding raises RuntimeError with the checker's text
-        text = str(exc).removeprefix("INVALID_ARGUMENT: ").removeprefix("ERROR: ")
-        return None, _short(text.split(" [INVALID_ARGUMENT]")[0])
-    result = program.return_type().name().lower()
-    if result not in _RESULT_TYPES:
-        return None, f"the expression must evaluate to bool, not {result}"
-    return program, None
+        return None, _checker_message(str(exc))
+    result = checked.return_type().name()
+    if result.lower() not in _RESULT_TYPES:
+        return None, f"the expression must evaluate to bool, not {_type_name(result)}"
+    invalid = _invalid_literal(source)
+    if invalid:
+        return None, invalid
+    # Checked against the declared type, the rule compiles dynamically too: evaluation
+    # reads the product's document, never a message with protobuf's default values.
+    return _ENV.compile(source), None
+
+
+def _type_name(name: str) -> str:
+    """``BOOL`` -> ``bool``; a message keeps its name (``DataProduct.Spec.Owner``)."""
+    return name.lower() if name.isupper() else name
+
+
+def _checker_message(text: str) -> str:
+    """The checker's first lines, without the status prefixes; an undefined field of
+    the product or its metadata says what rules can read."""
+    text = text.removeprefix("INVALID_ARGUMENT: ").removeprefix("ERROR: ")
+    first, _, rest = text.split(" [INVALID_ARGUMENT]")[0].partition("\n")
+    root = f"not found in struct '{cel_types.ROOT_MESSAGE}"
+    if f"{root}.Metadata'" in first:
+        first += f" (rules see metadata.{', metadata.'.join(cel_types.METADATA_FIELDS)})"
+    elif f"{root}'" in first:
+        first += " (rules see apiVersion, kind, metadata and spec)"
+    return _short(f"{first}\n{rest}")
 
 
 def compile_policy(policy: GovernancePolicy) -> CompiledPolicy:

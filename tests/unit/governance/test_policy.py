@@ -81,33 +81,50 @@ def test_kubernetes_cel_extensions_are_available() -> None:
         rules=[
             rule("object.spec.domain.lowerAscii() == 'sales'", name="strings"),
             rule("object.spec.version.split('.').size() == 3", name="split"),
-            rule("math.greatest(object.spec.retentionDays, 1) == 365", name="math"),
             rule("object.spec.?pipeline.?schedule.orValue('none') == 'none'", name="optional"),
             rule("duration(object.spec.sla.freshness) <= duration('2h')", name="duration"),
             rule("object.spec.sla.availability >= 95", name="int-vs-double"),
+            rule("object.spec.retentionDays < 365.5", name="double-vs-int"),
         ]
     )
     assert p.valid, p.errors
     assert policy.evaluate(product(), [p], now=NOW).violations == ()
 
 
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [
+        # Kubernetes' CEL has no math library, and strings only up to version 2.
+        ("math.greatest(object.spec.retentionDays, 1) == 365", "undeclared reference to 'math'"),
+        ("object.spec.domain.reverse() == 'selas'", "undeclared reference to 'reverse'"),
+        # Mixed numbers order, as in Kubernetes, but never compare equal.
+        ("object.spec.sla.availability == 99", "no matching overload for '_==_'"),
+    ],
+)
+def test_what_kubernetes_cel_lacks_does_not_compile(expression: str, fragment: str) -> None:
+    _, error = policy.compile_expression(expression)
+    assert error is not None and fragment in error
+
+
 def test_rule_that_errors_at_evaluation_is_a_violation_not_a_crash() -> None:
     p = compiled(
         rules=[
             rule("object.spec.pipeline.schedule == 'x'", message="needs a pipeline"),
-            rule("object.spec.retentionDays + object.spec.domain == 1", name="types"),
+            rule("int(object.spec.version) == 1", name="conversion"),
         ]
     )
     result = policy.evaluate(product(), [p], now=NOW)
     messages = {v.rule: v.message for v in result.violations}
     assert messages["r"] == 'needs a pipeline (evaluation error: Key not found in map : "pipeline")'
-    assert "No matching overloads" in messages["types"]
+    assert "cannot convert string to int" in messages["conversion"]
     assert not result.compliant
 
 
 def test_non_boolean_result_is_a_violation() -> None:
+    # Type checking refuses `object.spec.retentionDays`; a dyn result is only known when
+    # the rule runs, as in Kubernetes.
     result = policy.evaluate(
-        product(), [compiled(rules=[rule("object.spec.retentionDays")])], now=NOW
+        product(), [compiled(rules=[rule("dyn(object.spec.retentionDays)")])], now=NOW
     )
     assert "must return a boolean, got int" in result.violations[0].message
 

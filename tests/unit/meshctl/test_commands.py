@@ -62,6 +62,47 @@ def test_block_violation_fails_with_github_annotation(
     assert "add spec.sla" in line
 
 
+TYPED_POLICY = """\
+apiVersion: datamesh.io/v1alpha1
+kind: GovernancePolicy
+metadata:
+  name: typed
+  namespace: datamesh-system
+spec:
+  description: Rules under type checking.
+  enforcement: warn
+  rules:
+    - name: fine
+      expression: has(object.metadata.labels) && object.spec.?sla.?availability.orValue(0.0) > 0
+      message: ok
+    - name: misspelt
+      expression: object.spec.retentionDayz <= 365
+      message: never compiles
+    - name: not-a-bool
+      when: object.spec.owner
+      expression: "true"
+      message: never compiles
+"""
+
+
+def test_a_rule_the_type_checker_refuses_is_an_error_on_its_own_line(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "policies" / "global" / "zz-typed.yaml").write_text(TYPED_POLICY)
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    errors = [line for line in out.splitlines() if "zz-typed.yaml" in line and "error" in line]
+    assert len(errors) == 2, out
+    assert errors[0].startswith("policies/global/zz-typed.yaml:14: error:")
+    assert "spec.rules[1].expression" in errors[0]
+    assert "undefined field 'retentionDayz'" in errors[0]
+    assert errors[1].startswith("policies/global/zz-typed.yaml:17: error:")
+    assert "spec.rules[2].when" in errors[1]
+    assert "must evaluate to bool, not DataProduct.Spec.Owner" in errors[1]
+    code, out, _ = run(capsys, "validate", "--format", "github")
+    assert "::error file=policies/global/zz-typed.yaml,line=14," in out
+
+
 def test_junit_output_is_xml_with_failures(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edit(repo / "products" / "sales" / "orders.yaml", lambda d: d["spec"].pop("sla"))
     code, out, _ = run(capsys, "validate", "--format", "junit")
