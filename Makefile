@@ -11,6 +11,9 @@ PY := $(VENV)/bin/python
 KUBECTL = $(shell bash hack/build-control-plane.sh 2>/dev/null | tail -1)/kubectl
 CLUSTER ?= local
 CLUSTER_DIR ?= $(CACHE)/cluster
+# The local cluster's node: auto (where the machine allows it, else say why and stay
+# nodeless), 1 (required) or 0 (control plane only).
+NODE ?= auto
 # The kind alternative, for machines with a Docker engine (not this one).
 KIND_CLUSTER ?= datamesh
 KIND_KUBECONFIG ?= $(CACHE)/kind/kubeconfig
@@ -24,7 +27,7 @@ help: ## Show this help.
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: venv cluster-up ## Start the local control plane and run the data mesh on it.
+demo: venv images cluster-up ## Start the local control plane and run the data mesh on it.
 	@$(PY) hack/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig
 
 ##@ Operator
@@ -69,11 +72,11 @@ fmt: venv ## Format the code with ruff.
 ##@ Testing
 
 .PHONY: test
-test: venv tools ## Run every test tier: unit, integration, e2e.
+test: venv tools images datacontract-cli ## Run every test tier: unit, integration, e2e.
 	$(PY) -m pytest tests
 
 .PHONY: test-unit
-test-unit: venv tools ## Unit tests only (no cluster; helm renders the chart).
+test-unit: venv tools datacontract-cli ## Unit tests only (no cluster; helm renders the chart).
 	$(PY) -m pytest tests/unit
 
 .PHONY: test-integration
@@ -81,8 +84,12 @@ test-integration: venv tools ## Integration tests against the local control plan
 	$(PY) -m pytest tests/integration
 
 .PHONY: test-e2e
-test-e2e: venv tools ## End-to-end tests: the catalog in Chromium, operator fault injection.
+test-e2e: venv tools images ## End-to-end tests: the node, the catalog in Chromium, operator faults.
 	$(PY) -m pytest tests/e2e
+
+.PHONY: datacontract-cli
+datacontract-cli: ## Install the pinned datacontract-cli (the ODCS client the export is tested with) into the cache.
+	@bash hack/install-datacontract-cli.sh >/dev/null
 
 MESHCTL_VENV ?= $(CACHE)/meshctl-venv
 
@@ -115,17 +122,22 @@ image: ## Build the operator image (needs a Docker engine).
 ##@ Local control plane
 
 .PHONY: tools
-tools: ## Build etcd, kube-apiserver, kube-controller-manager and kubectl into the cache.
+tools: ## Build the control plane and the node's binaries into the cache.
 	@bash hack/build-control-plane.sh >/dev/null
+	@bash hack/build-node.sh >/dev/null
+
+.PHONY: images
+images: ## Build the sandbox, operator and pipeline images with buildah (root; no registry needed).
+	@bash hack/images.sh >/dev/null
 
 .PHONY: cluster-up
-cluster-up: venv ## Start the control plane (CLUSTER=local, or CLUSTER=kind where Docker works).
+cluster-up: venv ## Start the control plane and a node (NODE=auto|1|0; CLUSTER=kind where Docker works).
 ifeq ($(CLUSTER),kind)
 	@mkdir -p $(dir $(KIND_KUBECONFIG))
 	kind create cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
 	@echo "export KUBECONFIG=$(KIND_KUBECONFIG)"
 else
-	@PYTHONPATH=hack $(PY) -m localcluster up --dir $(CLUSTER_DIR)
+	@PYTHONPATH=hack $(PY) -m localcluster up --dir $(CLUSTER_DIR) --node $(NODE)
 endif
 
 .PHONY: cluster-down

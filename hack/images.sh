@@ -23,8 +23,18 @@ VERSION="$(grep -m1 -oE '^version = "[^"]+"' "$ROOT/pyproject.toml" | cut -d'"' 
 IMAGES="$CACHE_DIR/images"
 ARCHIVES="$IMAGES/archives"
 mkdir -p "$ARCHIVES"
-# vfs: layers are plain folders, so a build leaves no mount behind.
-B=(buildah --root "$IMAGES/storage" --runroot "$IMAGES/run" --storage-driver vfs)
+# overlay: a layer is a diff, not a copy of the whole tree (vfs took 5 minutes where
+# overlay takes one). buildah unmounts what it mounted; the trap makes sure of it.
+B=(buildah --root "$IMAGES/overlay-storage" --runroot "$IMAGES/run" --storage-driver overlay)
+unmount_all() {
+  "${B[@]}" rm --all >/dev/null 2>&1 || true
+  "${B[@]}" unmount --all >/dev/null 2>&1 || true
+  local m
+  for m in $(awk -v p="$IMAGES/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+trap unmount_all EXIT
 
 # The base: Debian bookworm's python3 (the same 3.11 as the official slim image) from
 # this machine's own apt sources. It trusts what this machine trusts (its CA bundle),

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import __doc__ as package_doc
 from .common import ClusterError, build_binaries, cache_dir
 from .controlplane import LocalCluster
+from .node import preflight
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,13 +22,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="cluster folder")
     parser.add_argument(
         "--node",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="also run a node (containerd, kubelet, scheduler, proxy, volume provisioner)",
+        choices=["auto", "1", "0"],
+        default="0",
+        help="also run a node (containerd, kubelet, scheduler, proxy, volume provisioner): "
+        "1 requires one, auto runs one where this machine allows it",
     )
     args = parser.parse_args(argv)
     directory = args.dir or cache_dir() / "cluster"
-    cluster = LocalCluster(directory, node=args.node)
+    node = args.node == "1"
+    if args.command == "up" and args.node == "auto":
+        refused = preflight()
+        node = refused is None
+        if refused:
+            print(
+                f"no node on this machine: {refused}; the control plane runs alone", file=sys.stderr
+            )
+    cluster = LocalCluster(directory, node=node)
     try:
         if args.command == "build":
             print(build_binaries())

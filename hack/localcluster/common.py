@@ -53,6 +53,16 @@ def build_node_binaries() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def build_images() -> Path:
+    """Build (or reuse) the local images; returns the folder of their archives."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "images.sh")], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ClusterError("building the images failed (see the messages above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
 def project_version() -> str:
     with (ROOT / "pyproject.toml").open("rb") as f:
         return str(tomllib.load(f)["project"]["version"])

@@ -31,7 +31,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import NODE_ADDRESS, ClusterError, alive, die_with_parent, free_port, tail
+from .common import (
+    NODE_ADDRESS,
+    ClusterError,
+    alive,
+    build_images,
+    die_with_parent,
+    free_port,
+    tail,
+)
 from .pki import write_kubeconfig
 
 NODE_NAME = "datamesh-node"
@@ -421,10 +429,9 @@ class Node:
         archives and shared by every node: importing them takes 25 s, linking 1 s."""
         found = sorted(archives.glob("*.tar")) if archives.is_dir() else []
         if not found:
-            raise ClusterError(
-                f"no images in {archives}: run `make images` first (it builds the operator, "
-                "pipeline and sandbox images), or start without a node (NODE=0)"
-            )
+            _log(f"no images in {archives} yet: building them (make images)")
+            archives = build_images()
+            found = sorted(archives.glob("*.tar"))
         digest = hashlib.sha256()
         for archive in found:
             stat = archive.stat()

@@ -1,5 +1,35 @@
-"""Export a product's contract as an Open Data Contract Standard (ODCS) v3 document, so
-that it interoperates with datacontract-cli and other ODCS tools. Pure.
+"""Export a product's contract as an Open Data Contract Standard (ODCS) v3 document that
+datacontract-cli and other ODCS tools can use as it is: `datacontract lint` accepts it with
+no warning, and every rule it can run, `datacontract test` runs. Pure.
+
+Output ports become ODCS servers, one per port and named after it, since a warehouse table,
+a topic, an API and a file are reached in different ways:
+
+- table, view: a ``postgres`` server; the warehouse is PostgreSQL. The location is
+  ``[database.]schema.table``; a bare ``table`` is in the schema named after the domain.
+  Host, port and database follow one convention, the ``WAREHOUSE_*`` constants (the
+  planned in-cluster Service): placeholders until the warehouse runs, kept in one place.
+- topic: a ``kafka`` server on ``EVENT_BUS_HOST`` (a placeholder likewise). ODCS servers
+  have no topic field, so the topic is the server's ``topic`` custom property.
+- api: an ``api`` server whose location is the port's URL.
+- file: an ``s3`` or ``sftp`` server for such URLs, ``local`` for a path, else ``custom``.
+
+The one schema object is named after the product as a SQL identifier (``-`` and ``.`` read
+as ``_``), so that an SLA element ``<name>.<column>`` has exactly one dot: datacontract-cli
+drops a freshness check whose element has more, silently. Only a table or view port gives it
+a ``physicalName`` (the first one's table); a topic, URL or path never does.
+
+Quality checks become rules datacontract-cli runs wherever the contract says enough, on the
+property of the column they check (its library metrics work per column): not_null and a
+column's completeness are ``nullValues``, unique is ``duplicateValues`` (over the primary
+key without a column), row_count says the table is not empty, accepted_values and range
+are SQL shares over the field's allowed values or bounds, a SQL check keeps its query. A
+share below 1 is a percent of failing rows (0..100) where ODCS allows one, else a SQL
+share. The freshness check is the SLA's ``freshness`` property on the check's column, else
+on the first timestamp column (never a date: it lags its data by up to a day). What only
+the pipeline can measure (completeness against the source, referential integrity, or a
+check without the column or bounds it needs) is a ``custom`` rule of engine ``datamesh``,
+which other tools skip.
 """
 
 from __future__ import annotations
@@ -7,9 +37,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from datamesh.api.models import DataProduct, FieldType, QualityCheck, SchemaField
+from datamesh.api.models import (
+    BuiltinCheck,
+    DataProduct,
+    DataProductSpec,
+    FieldType,
+    OutputPort,
+    PortType,
+    QualityCheck,
+    SchemaField,
+)
 
 ODCS_VERSION = "v3.1.0"
+
+# The warehouse and the event bus, as the planned in-cluster Services.
+WAREHOUSE_HOST = "warehouse.datamesh-system.svc"
+WAREHOUSE_PORT = 5432
+WAREHOUSE_DATABASE = "datamesh"
+EVENT_BUS_HOST = "kafka.datamesh-system.svc:9092"
 
 # ODCS logical types: string, date, timestamp, time, number, integer, object, array,
 # boolean, map. Our physical-ish types map onto them; the original stays physicalType.
@@ -28,13 +73,6 @@ _LOGICAL = {
     FieldType.MAP: "object",
     FieldType.STRUCT: "object",
 }
-_METRIC = {
-    "not_null": "nullValues",
-    "unique": "duplicateValues",
-    "row_count": "rowCount",
-    "accepted_values": "invalidValues",
-    "range": "invalidValues",
-}
 _DIMENSION = {
     "not_null": "completeness",
     "completeness": "completeness",
@@ -45,11 +83,71 @@ _DIMENSION = {
     "range": "conformity",
     "referential_integrity": "consistency",
 }
-_UNITS = {"s": "s", "m": "m", "h": "h", "d": "d"}
+# datacontract-cli reads freshness in d, h and m; seconds go as an ISO 8601 duration.
+_UNITS = ("m", "h", "d")
+_WAREHOUSE_PORTS = (PortType.TABLE, PortType.VIEW)
 
 
 def _stable_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
+def _sql_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _warehouse_address(spec: DataProductSpec, port: OutputPort) -> tuple[str, str, str]:
+    """(database, schema, table) of a table or view port."""
+    parts = port.location.split(".")
+    table = parts[-1]
+    schema = parts[-2] if len(parts) > 1 else _sql_name(spec.domain)
+    database = ".".join(parts[:-2]) or WAREHOUSE_DATABASE
+    return database, schema, table
+
+
+def _server(spec: DataProductSpec, port: OutputPort) -> dict[str, Any]:
+    out: dict[str, Any] = {"server": port.name}
+    if port.description:
+        out["description"] = port.description
+    fmt = str(spec.schema_.format)
+    location = port.location
+    if port.type in _WAREHOUSE_PORTS:
+        database, schema, _ = _warehouse_address(spec, port)
+        out.update(
+            type="postgres",
+            host=WAREHOUSE_HOST,
+            port=WAREHOUSE_PORT,
+            database=database,
+            schema=schema,
+        )
+    elif port.type == PortType.TOPIC:
+        out.update(type="kafka", host=EVENT_BUS_HOST, format=fmt)
+        out["customProperties"] = [{"property": "topic", "value": location}]
+    elif port.type == PortType.API:
+        out.update(type="api", location=location)
+    elif location.startswith(("s3://", "sftp://")):
+        out.update(type=location.split(":", 1)[0], location=location, format=fmt)
+    elif "://" in location:
+        out.update(type="custom", location=location, format=fmt)
+    else:
+        out.update(type="local", path=location, format=fmt)
+    return out
+
+
+def _freshness_column(spec: DataProductSpec) -> str | None:
+    """The column whose newest value the freshness SLA bounds: the freshness check's, else
+    the first non-null timestamp column, else the first timestamp column."""
+    names = {f.name for f in spec.schema_.fields}
+    for check in spec.quality_checks:
+        if check.rule == BuiltinCheck.FRESHNESS and check.column in names:
+            return check.column
+    stamps = [f for f in spec.schema_.fields if f.type == FieldType.TIMESTAMP]
+    stamps.sort(key=lambda f: f.nullable)
+    return stamps[0].name if stamps else None
 
 
 def _property(field: SchemaField, position: int | None) -> dict[str, Any]:
@@ -104,50 +202,157 @@ def _property(field: SchemaField, position: int | None) -> dict[str, Any]:
     return out
 
 
-def _quality(check: QualityCheck) -> dict[str, Any]:
+def _failing(threshold: float) -> dict[str, Any]:
+    """The bound on failing rows for a minimum passing share: none, or a percent of rows."""
+    if threshold >= 1:
+        return {"mustBe": 0}
+    return {"mustBeLessOrEqualTo": round((1 - threshold) * 100, 6), "unit": "percent"}
+
+
+def _share(passing: str, threshold: float) -> dict[str, Any]:
+    """A SQL rule on the share of rows meeting ``passing``; an empty table passes."""
+    query = f"SELECT COALESCE(AVG(CASE WHEN {passing} THEN 1.0 ELSE 0.0 END), 1.0) FROM ${{table}}"
+    return {"type": "sql", "query": query, "mustBeGreaterOrEqualTo": threshold}
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _library(
+    taken: set[tuple[str | None, str]],
+    column: str | None,
+    metric: str,
+    bounds: dict[str, Any],
+    instead: dict[str, Any] | None,
+) -> tuple[bool, dict[str, Any]] | None:
+    """A library rule, or ``instead`` where the property or the schema object has one of
+    that metric already: datacontract-cli names checks by metric, and two of a name fail
+    every aggregate check of the table."""
+    if (column, metric) in taken:
+        return None if instead is None else (column is not None, instead)
+    taken.add((column, metric))
+    return column is not None, {"type": "library", "metric": metric} | bounds
+
+
+def _rule(
+    check: QualityCheck, spec: DataProductSpec, taken: set[tuple[str | None, str]]
+) -> tuple[bool, dict[str, Any]] | None:
+    """Whether a built-in check's rule belongs to its column's property (else to the schema
+    object), and the rule; None when the contract does not say enough for another tool to
+    run it."""
+    rule, threshold = check.rule, check.threshold
+    field = next((f for f in spec.schema_.fields if f.name == check.column), None)
+    c = field.constraints if field else None
+    if rule in (BuiltinCheck.NOT_NULL, BuiltinCheck.COMPLETENESS) and field:
+        instead = _share("${column} IS NOT NULL", threshold)
+        return _library(taken, field.name, "nullValues", _failing(threshold), instead)
+    if rule == BuiltinCheck.UNIQUE and field:
+        share = "COUNT(DISTINCT ${column}) * 1.0 / NULLIF(COUNT(${column}), 0)"
+        query = f"SELECT COALESCE({share}, 1.0) FROM ${{table}}"
+        instead = {"type": "sql", "query": query, "mustBeGreaterOrEqualTo": threshold}
+        if threshold < 1:
+            return True, instead
+        return _library(taken, field.name, "duplicateValues", {"mustBe": 0}, instead)
+    if rule == BuiltinCheck.UNIQUE and check.column is None and threshold >= 1:
+        keys = [f.name for f in spec.schema_.fields if f.primary_key]
+        arguments = {"properties": keys or [f.name for f in spec.schema_.fields]}
+        bounds = {"arguments": arguments, "mustBe": 0}
+        return _library(taken, None, "duplicateValues", bounds, None)
+    if rule == BuiltinCheck.ACCEPTED_VALUES and c and c.allowed_values:
+        # Not invalidValues: the allowed values are that rule already (see _library).
+        values = ", ".join(_literal(v) for v in c.allowed_values)
+        return True, _share(f"${{column}} IS NULL OR ${{column}} IN ({values})", threshold)
+    if rule == BuiltinCheck.RANGE and c and (c.minimum is not None or c.maximum is not None):
+        bounds_sql = [
+            f"${{column}} {op} {_number(value)}"
+            for op, value in ((">=", c.minimum), ("<=", c.maximum))
+            if value is not None
+        ]
+        return True, _share(f"${{column}} IS NULL OR ({' AND '.join(bounds_sql)})", threshold)
+    if rule == BuiltinCheck.ROW_COUNT:
+        instead = {"type": "sql", "query": "SELECT COUNT(*) FROM ${table}", "mustBeGreaterThan": 0}
+        return _library(taken, None, "rowCount", {"mustBeGreaterThan": 0}, instead)
+    return None
+
+
+_WHAT = {
+    "not_null": "{column} is set",
+    "completeness": "{column} is set",
+    "unique": "{column} is unique",
+    "accepted_values": "{column} takes only its allowed values",
+    "range": "{column} is within its minimum and maximum",
+    "row_count": "The table is not empty",
+    "freshness": "The newest data is at most {freshness} old",
+    "referential_integrity": "{column} refers to existing upstream records",
+}
+_WHOLE = {
+    "not_null": "No value is missing",
+    "completeness": "The expected records are there",
+    "unique": "Rows are unique",
+}
+
+
+def _description(check: QualityCheck, spec: DataProductSpec) -> str:
+    """What a check asserts, for people: datacontract-cli names its checks after it."""
+    if check.sql:
+        what = "The query's share of passing rows is high enough"
+    elif check.column is None and check.rule in _WHOLE:
+        what = _WHOLE[str(check.rule)]
+    else:
+        freshness = spec.sla.freshness if spec.sla else "the SLA's freshness"
+        what = _WHAT.get(str(check.rule), str(check.rule)).format(
+            column=check.column or "Every column", freshness=freshness
+        )
+    share = (
+        "" if check.threshold >= 1 else f" (at least {_number(round(check.threshold * 100, 4))}%)"
+    )
+    return f"{what}{share}."
+
+
+def _quality(
+    check: QualityCheck, spec: DataProductSpec, taken: set[tuple[str | None, str]]
+) -> tuple[str | None, dict[str, Any]]:
+    """The column whose property a check's rule belongs to (None: the schema object), and
+    the rule."""
     out: dict[str, Any] = {
         "id": _stable_id(check.name),
         "name": check.name,
+        "description": _description(check, spec),
         "severity": str(check.severity),
     }
     if check.sql:
         out.update(type="sql", query=check.sql, mustBeGreaterOrEqualTo=check.threshold)
-    else:
-        rule = str(check.rule)
-        out["dimension"] = _DIMENSION.get(rule, "accuracy")
-        if rule in _METRIC:
-            out.update(
-                type="library",
-                metric=_METRIC[rule],
-                mustBeLessOrEqualTo=round(1 - check.threshold, 6),
-                unit="percent",
-            )
-            if check.column:
-                out["arguments"] = {"column": check.column}
-        else:
-            out.update(
-                type="custom",
-                engine="datamesh",
-                implementation={"rule": rule, "column": check.column, "threshold": check.threshold},
-            )
-    return out
+        return None, out
+    rule = str(check.rule)
+    out["dimension"] = _DIMENSION.get(rule, "accuracy")
+    found = _rule(check, spec, taken)
+    if found is None:
+        implementation = {"rule": rule, "column": check.column, "threshold": check.threshold}
+        out.update(
+            type="custom",
+            engine="datamesh",
+            implementation={k: v for k, v in implementation.items() if v is not None},
+        )
+        return None, out
+    on_column, odcs_rule = found
+    return (check.column if on_column else None), out | odcs_rule
 
 
-def to_odcs(product: DataProduct) -> dict[str, Any]:
-    """The ODCS document: fundamentals from the product's metadata and owner, one schema
-    object (the first output port's location, else the product's name) whose properties
-    are the schema's fields with logical types and primary-key positions, quality rules
-    from the declared checks, and the SLA as ODCS service-level properties."""
-    spec = product.spec
-    keys = [f for f in spec.schema_.fields if f.primary_key]
-    properties = [
-        _property(f, keys.index(f) + 1 if f in keys else None) for f in spec.schema_.fields
-    ]
-    location = spec.output_ports[0].location if spec.output_ports else product.metadata.name
+def _sla(spec: DataProductSpec, element: str | None) -> list[dict[str, Any]]:
     sla: list[dict[str, Any]] = []
     if spec.sla is not None:
-        amount, unit = spec.sla.freshness[:-1], spec.sla.freshness[-1]
-        sla.append({"property": "latency", "value": int(amount), "unit": _UNITS[unit]})
+        amount, unit = int(spec.sla.freshness[:-1]), spec.sla.freshness[-1]
+        if unit == "s" and amount % 60 == 0:
+            amount, unit = amount // 60, "m"
+        freshness: dict[str, Any] = {"property": "freshness"}
+        if unit in _UNITS:
+            freshness.update(value=amount, unit=unit)
+        else:
+            freshness["value"] = f"PT{amount}S"
+        if element:
+            freshness["element"] = element
+        sla.append(freshness)
         sla.append(
             {"property": "generalAvailability", "value": spec.sla.availability, "unit": "percent"}
         )
@@ -158,6 +363,45 @@ def to_odcs(product: DataProduct) -> dict[str, Any]:
     sla.append({"property": "retention", "value": spec.retention_days, "unit": "d"})
     if spec.pipeline is not None:
         sla.append({"property": "frequency", "value": spec.pipeline.schedule, "unit": "cron"})
+    return sla
+
+
+def to_odcs(product: DataProduct) -> dict[str, Any]:
+    """The ODCS document: fundamentals from the product's metadata and owner, a server per
+    output port, one schema object whose properties are the schema's fields with logical
+    types, primary-key positions and their columns' rules, quality rules from the declared
+    checks, and the SLA as ODCS service-level properties."""
+    spec = product.spec
+    name = _sql_name(product.metadata.name)
+    keys = [f for f in spec.schema_.fields if f.primary_key]
+    properties = [
+        _property(f, keys.index(f) + 1 if f in keys else None) for f in spec.schema_.fields
+    ]
+    by_column = {p["name"]: p for p in properties}
+    column = _freshness_column(spec) if spec.sla is not None else None
+    element = f"{name}.{column}" if column else None
+    quality: list[dict[str, Any]] = []
+    taken: set[tuple[str | None, str]] = {
+        (f.name, "invalidValues")
+        for f in spec.schema_.fields
+        if f.constraints and f.constraints.allowed_values
+    }
+    for check in spec.quality_checks:
+        if check.rule == BuiltinCheck.FRESHNESS and element:
+            continue  # the SLA's freshness property, which datacontract-cli checks
+        on_column, rule = _quality(check, spec, taken)
+        target = by_column[on_column].setdefault("quality", []) if on_column else quality
+        target.append(rule)
+    schema_object: dict[str, Any] = {"id": _stable_id(product.metadata.name), "name": name}
+    warehouse = next((p for p in spec.output_ports if p.type in _WAREHOUSE_PORTS), None)
+    if warehouse is not None:
+        schema_object["physicalName"] = _warehouse_address(spec, warehouse)[2]
+    schema_object["logicalType"] = "object"
+    if spec.output_ports:
+        schema_object["physicalType"] = str((warehouse or spec.output_ports[0]).type)
+    schema_object.update(description=spec.description, properties=properties)
+    if quality:
+        schema_object["quality"] = quality
     support: list[dict[str, Any]] = [
         {"channel": "email", "tool": "email", "url": f"mailto:{spec.owner.email}"}
     ]
@@ -178,28 +422,23 @@ def to_odcs(product: DataProduct) -> dict[str, Any]:
             "usage": f"Read from the output ports; classification {spec.classification}.",
         },
         "tags": list(spec.tags),
-        "schema": [
-            {
-                "id": _stable_id(product.metadata.name),
-                "name": product.metadata.name,
-                "physicalName": location,
-                "logicalType": "object",
-                "physicalType": "table",
-                "description": spec.description,
-                "properties": properties,
-                "quality": [_quality(q) for q in spec.quality_checks],
-            }
-        ],
-        "slaProperties": sla,
-        "team": {
-            "name": spec.owner.team,
-            "members": [{"username": spec.owner.email, "role": "owner"}],
-        },
-        "support": support,
-        "customProperties": [
-            {"property": "classification", "value": str(spec.classification)},
-            {"property": "productType", "value": str(spec.type)},
-            {"property": "format", "value": str(spec.schema_.format)},
-        ],
     }
+    if spec.output_ports:
+        document["servers"] = [_server(spec, p) for p in spec.output_ports]
+    document.update(
+        {
+            "schema": [schema_object],
+            "slaProperties": _sla(spec, element),
+            "team": {
+                "name": spec.owner.team,
+                "members": [{"username": spec.owner.email, "role": "owner"}],
+            },
+            "support": support,
+            "customProperties": [
+                {"property": "classification", "value": str(spec.classification)},
+                {"property": "productType", "value": str(spec.type)},
+                {"property": "format", "value": str(spec.schema_.format)},
+            ],
+        }
+    )
     return document
