@@ -89,6 +89,10 @@ class LocalCluster:
     def start(self, bin_dir: Path | None = None) -> ClusterState:
         existing = self.load()
         if existing and self.running(existing):
+            if existing.node:
+                self.node.sync_images(
+                    cache_dir() / "images" / "archives", lambda n: self._save_node(existing, n)
+                )
             return existing
         if existing:
             self.stop()
@@ -143,10 +147,13 @@ class LocalCluster:
             raise
         return state
 
+    def _save_node(self, state: ClusterState, node: NodeState) -> None:
+        state.node = asdict(node)
+        self._save(state)
+
     def _start_node(self, state: ClusterState, node_bin: Path) -> None:
         def save(node: NodeState) -> None:
-            state.node = asdict(node)
-            self._save(state)
+            self._save_node(state, node)
 
         self.node.start(
             bin_dir=node_bin,

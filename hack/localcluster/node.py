@@ -122,6 +122,8 @@ class NodeState:
     # What existed before the node started, so that stop removes only what it made.
     created_paths: list[str] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
+    # The image archives (name: image id) the runtime holds, to import only what changed.
+    images: dict[str, str] = field(default_factory=dict)
 
 
 class Node:
@@ -370,6 +372,8 @@ class Node:
         shutil.copy2(store / "io.containerd.metadata.v1.bolt" / "meta.db", meta)
         self._spawn(state, save, "containerd", [f"--config={self.containerd_dir / 'config.toml'}"])
         self._wait(state, "containerd", lambda: self._ctr("version", check=False) is not None)
+        state.images = _archive_ids(archives)
+        save(state)
         _log(f"containerd up with the local images ({time.monotonic() - started:.1f} s)")
         _make_cgroup_root()
         self._spawn(
@@ -486,6 +490,24 @@ class Node:
             shutil.rmtree(work, ignore_errors=True)
         (store / ".complete").touch()
         return store
+
+    def sync_images(self, archives: Path, save: Callable[[NodeState], None]) -> list[str]:
+        """Import into the running node the images rebuilt since it started."""
+        state = self._load()
+        if state is None:
+            return []
+        changed = [
+            name
+            for name, image_id in _archive_ids(archives).items()
+            if state.images.get(name) != image_id
+        ]
+        for name in changed:
+            self._ctr("images", "import", "--local", str(archives / f"{name}.tar"))
+            _log(f"image {name} re-imported")
+        if changed:
+            state.images = _archive_ids(archives)
+            save(state)
+        return changed
 
     def _ctr(self, *args: str, check: bool = True, socket: Path | None = None) -> str | None:
         binary = str(Path(self._bin_dir()) / "ctr")
@@ -795,6 +817,14 @@ disabled_plugins = [
   stream_server_port = "0"
 """
     )
+
+
+def _archive_ids(archives: Path) -> dict[str, str]:
+    """Image id of each archive ``hack/images.sh`` wrote (``<name>.tar.id``)."""
+    return {
+        p.name.removesuffix(".tar.id"): p.read_text().strip()
+        for p in sorted(archives.glob("*.tar.id"))
+    }
 
 
 def _log(message: str) -> None:

@@ -20,6 +20,11 @@ PIPELINE_ACCOUNT = "{product}-pipeline"
 DEFAULT_PLATFORM_NAMESPACE = "datamesh-system"
 
 
+# The platform's generic pipeline runner (the Dockerfile's `pipeline` target, built by
+# `make images`): what `meshctl new` scaffolds and the live products run.
+PIPELINE_IMAGE = "localhost/datamesh/pipeline:0.1.0"
+
+
 def namespace_domain(labels: dict[str, str] | None) -> str | None:
     """The domain a namespace is declared for by its ``datamesh.io/domain`` label, or None
     when it is no domain's namespace. The operator's index, the engine's domain-isolation

@@ -6,11 +6,13 @@ import contextlib
 import ctypes
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 import tracemalloc
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -97,7 +99,15 @@ def main() -> int:
         else None
     )
     # kopf.configure() is not called: it disables loggers created before it, ours included.
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
+    # The identity is given: kopf's default asks the password database for the user's
+    # name, and the image's numeric non-root user has no entry there.
+    kopf.run(
+        clusterwide=True,
+        standalone=True,
+        liveness_endpoint=liveness,
+        # kopf types it as a NewType of str that it does not export.
+        identity=cast(Any, f"{socket.gethostname()}/{os.getpid()}"),
+    )
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from datamesh.api.constants import API_VERSION, DOMAIN_LABEL
+from datamesh.api.constants import API_VERSION, DOMAIN_LABEL, PIPELINE_IMAGE
 from datamesh.api.models import MAX_PRODUCT_NAME, ProductType
 from datamesh.meshctl import repository
 
@@ -77,8 +77,7 @@ def scaffold(name: str, domain: str, product_type: str, team: str | None) -> dic
             "storage": {"size": "10Gi", "encryption": {"atRest": True}},
             "pipeline": {
                 "schedule": "0 * * * *",
-                "image": f"images.example.com/{domain}/{name}-pipeline:0.1.0",
-                "command": ["python", "-m", "pipeline", "--product", name],
+                "image": PIPELINE_IMAGE,
             },
             "access": {"readers": {"domains": [domain]}, "auditLogging": True},
         },
