@@ -11,6 +11,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DOMAIN_LABEL = f"{GROUP}/domain"
 # The label the operator puts on every object it creates, and the Events' source.
 MANAGED_BY = "datamesh-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 # Members of a domain, as reader RoleBindings name them (mapped by your identity provider
 # or authenticating proxy); the access-along-lineage rule accepts it too.
 DOMAIN_GROUP = "datamesh:domain:{domain}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from datamesh.api.models import Children, DataProduct, DeletionPolicy
-from datamesh.controller import ownership, provisioning, status
+from datamesh.controller import ownership, pipeline_runs, provisioning, status
 from datamesh.controller.kube import Cluster, api_message, is_status
 
 
@@ -77,6 +77,12 @@ def ensure(
     if product.spec.pipeline is None:
         remove_pipeline(cluster, product, problems)
     cron = found.get("CronJob")
+    run = None
+    if cron is not None:
+        try:
+            run = _latest_run(cluster, ns, product.metadata.name)
+        except Exception as exc:
+            problems.append(f"pipeline runs of {names.cron_job}: {api_message(exc)}")
     return status.Observed(
         storage_wanted=product.spec.storage is not None,
         storage_exists="PersistentVolumeClaim" in found,
@@ -94,7 +100,19 @@ def ensure(
         problems=tuple(problems),
         conflicts=tuple(conflicts),
         blocked=frozenset(blocked),
+        pipeline_run=run,
     )
+
+
+def _latest_run(cluster: Cluster, ns: str, product: str) -> pipeline_runs.PipelineRun | None:
+    """The latest run of the product's CronJob; its pods are read only while it is active
+    (to report an image that cannot be pulled, which the Job itself never says)."""
+    jobs = cluster.list("Job", ns, f"{provisioning.LABEL_PRODUCT}={product}")
+    run = pipeline_runs.latest_run(jobs, [])
+    if run is not None and run.state == pipeline_runs.RunState.RUNNING:
+        pods = cluster.list("Pod", ns, f"job-name={run.job}")
+        run = pipeline_runs.latest_run(jobs, pods)
+    return run
 
 
 def _settle_immutable(

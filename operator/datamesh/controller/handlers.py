@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import kopf
 
-from datamesh.api.constants import GROUP, VERSION, namespace_domain
-from datamesh.controller import metrics
+from datamesh.api.constants import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, namespace_domain
+from datamesh.controller import metrics, pipeline_runs, provisioning
 from datamesh.controller.admission_sync import AdmissionSync
 from datamesh.controller.handling_state import ProductMemory, ProductProgress, previous_upstream
 from datamesh.controller.index import (
@@ -44,6 +44,8 @@ from datamesh.governance.lineage import upstream_refs
 PRODUCTS = (GROUP, VERSION, "dataproducts")
 POLICIES = (GROUP, VERSION, "governancepolicies")
 NAMESPACES = ("", "v1", "namespaces")
+JOBS = ("batch", "v1", "jobs")
+PODS = ("", "v1", "pods")
 ADMISSION_SYNC_S = 10.0
 SWEEP_S = 10.0
 POLICY_STATUS_S = 2.0
@@ -159,6 +161,30 @@ async def reconcile_product(
     if reason != "resume":
         before = previous_upstream(old) if isinstance(old, Mapping) else []
         _refresh_lineage(ProductEntry.from_body(body), before, product_index)
+
+
+def _run_changed(labels: kopf.Labels, namespace: str | None) -> None:
+    product = labels.get(provisioning.LABEL_PRODUCT)
+    if product and namespace:
+        State.queue.add((namespace, product), provision=True, trigger="pipeline-run")
+
+
+@kopf.on.event(*JOBS, labels={MANAGED_BY_LABEL: MANAGED_BY})
+def pipeline_job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    """A run started, finished or failed: the product's PipelineReady follows."""
+    _run_changed(labels, namespace)
+
+
+@kopf.on.event(*PODS, labels={MANAGED_BY_LABEL: MANAGED_BY})
+def pipeline_pod_event(
+    labels: kopf.Labels, namespace: str | None, status: kopf.Status, **_: Any
+) -> None:
+    """Only a pod that cannot pull its image: its Job would say nothing until it gives up."""
+    waiting = [
+        (cs.get("state") or {}).get("waiting") or {} for cs in status.get("containerStatuses") or []
+    ]
+    if any(w.get("reason") in pipeline_runs.IMAGE_ERRORS for w in waiting):
+        _run_changed(labels, namespace)
 
 
 @kopf.on.delete(*PRODUCTS)

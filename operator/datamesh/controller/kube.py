@@ -41,6 +41,8 @@ KINDS = {
     "ServiceAccount": Kind("/api/v1", "serviceaccounts"),
     "Event": Kind("/api/v1", "events"),
     "CronJob": Kind("/apis/batch/v1", "cronjobs"),
+    "Job": Kind("/apis/batch/v1", "jobs"),
+    "Pod": Kind("/api/v1", "pods"),
     "Role": Kind("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Kind("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "DataProduct": Kind(f"/apis/{GROUP}/{VERSION}", "dataproducts"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from datamesh.api.constants import GROUP, MANAGED_BY
+from datamesh.api.constants import GROUP, MANAGED_BY, MANAGED_BY_LABEL
 from datamesh.controller.provisioning import LABEL_PRODUCT, Child
 
 # What each child needs to exist before it can work: the job mounts the claim and the
@@ -44,10 +44,7 @@ def is_ours(child: Child, existing: Mapping[str, Any], product: str) -> bool:
             and controller.get("name") == product
         )
     labels = existing.get("metadata", {}).get("labels") or {}
-    return (
-        labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
-        and labels.get(LABEL_PRODUCT) == product
-    )
+    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(LABEL_PRODUCT) == product
 
 
 def describe(existing: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ from datamesh.api.constants import (
     DOMAIN_GROUP,
     DOMAIN_LABEL,
     MANAGED_BY,
+    MANAGED_BY_LABEL,
     PIPELINE_ACCOUNT,
 )
 from datamesh.api.models import DataProduct, DeletionPolicy
@@ -77,7 +78,7 @@ class Child:
 
 def labels(product: DataProduct) -> dict[str, str]:
     return {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/part-of": "datamesh",
         LABEL_PRODUCT: product.metadata.name,
         DOMAIN_LABEL: product.spec.domain,

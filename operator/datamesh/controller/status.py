@@ -22,6 +22,7 @@ from datamesh.api.models import (
     Lineage,
     Phase,
 )
+from datamesh.controller.pipeline_runs import PipelineRun, RunState
 from datamesh.governance.policy import Evaluation
 
 MAX_MESSAGE = 1024
@@ -50,6 +51,7 @@ class Observed:
     problems: tuple[str, ...] = ()  # API errors that stopped provisioning
     conflicts: tuple[str, ...] = ()  # objects under a child's name that are not ours
     blocked: frozenset[str] = frozenset()  # kinds not provisioned because of a conflict
+    pipeline_run: PipelineRun | None = None  # the latest Job of the CronJob, if any ran
 
 
 def _clip(text: str) -> str:
@@ -126,8 +128,9 @@ def compute(
     - ``Failed``: an object under a child's name is not this product's (reason
       ``ChildConflict``), or the apiserver refused a child (its message is Ready's);
     - ``NonCompliant``: a block rule fails (nothing new is provisioned);
-    - ``Degraded``: provisioned, but an upstream is missing or lineage has a cycle
-      (Ready is False with the lineage reason: the product cannot be fed as declared);
+    - ``Degraded``: provisioned, but the pipeline's last run failed or cannot pull its
+      image (Ready is False with the run's reason), or an upstream is missing or lineage
+      has a cycle (Ready is False with the lineage reason);
     - ``Ready``: storage and pipeline are there, or were not asked for;
     - ``Provisioning``: otherwise, children are still being created.
 
@@ -174,6 +177,8 @@ def compute(
     else:
         storage = cond("StorageReady", False, "Provisioning", "the claim is being created")
 
+    run = observed.pipeline_run
+    run_failing = run is not None and run.state in (RunState.FAILED, RunState.IMAGE_ERROR)
     if not observed.pipeline_wanted:
         pipe = cond("PipelineReady", True, "NotRequested", "the product has no pipeline")
     elif "CronJob" in observed.blocked:
@@ -190,10 +195,17 @@ def compute(
             "Suspended",
             f"cron job {observed.children.cron_job} is suspended: the product is non-compliant",
         )
+    elif observed.pipeline_exists and run_failing:
+        assert run is not None
+        pipe = cond("PipelineReady", False, run.reason, run.message)
     elif observed.pipeline_exists:
         state = "suspended by spec.pipeline.suspend" if observed.pipeline_suspended else "active"
+        last = f"; {run.message}" if run else "; it has not run yet"
         pipe = cond(
-            "PipelineReady", True, "Scheduled", f"cron job {observed.children.cron_job} is {state}"
+            "PipelineReady",
+            True,
+            "Succeeded" if run and run.state == RunState.SUCCEEDED else "Scheduled",
+            f"cron job {observed.children.cron_job} is {state}{last}",
         )
     elif not evaluation.compliant:
         pipe = cond(
@@ -230,6 +242,10 @@ def compute(
     elif not evaluation.compliant:
         phase = Phase.NON_COMPLIANT
         ready = cond("Ready", False, "NonCompliant", compliant.message)
+    elif storage.status == "True" and observed.pipeline_exists and run_failing:
+        # Provisioned, but its last run failed: the data is stale, nothing is removed.
+        phase = Phase.DEGRADED
+        ready = cond("Ready", False, pipe.reason, pipe.message)
     elif storage.status == "True" and pipe.status == "True" and lineage_cond.status == "False":
         phase = Phase.DEGRADED
         ready = cond("Ready", False, lineage_cond.reason, lineage_cond.message)

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from datamesh.api.constants import DOMAIN_LABEL, GROUP, MANAGED_BY, VERSION
+from datamesh.api.constants import DOMAIN_LABEL, GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION
 from datamesh.api.models import Enforcement, LabelSelector
 from datamesh.governance.policy import (
     BUILTIN_POLICY,
@@ -121,7 +121,7 @@ def _metadata(name: str, ref: str, generation: int | None = None) -> dict[str, A
         annotations[f"{GROUP}/policy-generation"] = str(generation)
     return {
         "name": name,
-        "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL: "true"},
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY, LABEL: "true"},
         "annotations": annotations,
     }
 

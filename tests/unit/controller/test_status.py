@@ -6,6 +6,7 @@ import datetime as dt
 
 from datamesh.api.models import Children, Lineage
 from datamesh.controller import status
+from datamesh.controller.pipeline_runs import PipelineRun, RunState
 from datamesh.governance import policy
 from tests.support.factories import policy_obj, product
 
@@ -124,3 +125,38 @@ def test_a_child_conflict_fails_the_product_and_names_the_object() -> None:
     assert conditions(st)["PipelineReady"] == ("False", "ChildConflict")
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert "ConfigMap sales/orders-contract" in ready["message"]
+
+
+def test_a_failed_pipeline_run_degrades_the_product_with_the_jobs_reason() -> None:
+    failed = PipelineRun("orders-1", RunState.FAILED, "BackoffLimitExceeded", "run failed: x")
+    observed = status.Observed(
+        True,
+        True,
+        True,
+        True,
+        False,
+        Children(storage_claim="orders-data", cron_job="orders-pipeline"),
+        pipeline_run=failed,
+    )
+    st = compute(True, observed)
+    assert st["phase"] == "Degraded"
+    assert conditions(st)["PipelineReady"] == ("False", "BackoffLimitExceeded")
+    assert conditions(st)["Ready"] == ("False", "BackoffLimitExceeded")
+    assert conditions(st)["StorageReady"] == ("True", "Provisioned")
+
+
+def test_a_succeeded_run_keeps_the_product_ready_and_says_when() -> None:
+    done = PipelineRun("orders-1", RunState.SUCCEEDED, "Succeeded", "run orders-1 completed at T")
+    observed = status.Observed(
+        True,
+        True,
+        True,
+        True,
+        False,
+        Children(storage_claim="orders-data", cron_job="orders-pipeline"),
+        pipeline_run=done,
+    )
+    st = compute(True, observed)
+    assert st["phase"] == "Ready"
+    pipe = next(c for c in st["conditions"] if c["type"] == "PipelineReady")
+    assert pipe["reason"] == "Succeeded" and "orders-1 completed" in pipe["message"]

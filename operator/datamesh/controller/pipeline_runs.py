@@ -1,0 +1,100 @@
+"""What a product's pipeline runs say: the latest Job of its CronJob, read with the pods of
+that Job. Pure: the operator lists Jobs and pods by the product's label and passes them
+in; the product's status (``status.compute``) turns the result into ``PipelineReady``.
+
+A run is judged by its Job (Complete or Failed, with the Job's own reason), except while
+it is still active: then a pod that cannot start its container because of its image
+(ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName) is reported at once,
+naming the image, instead of a Job that waits silently until its deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+IMAGE_ERRORS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+)
+
+
+class RunState(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    RUNNING = "Running"
+    IMAGE_ERROR = "ImageError"
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """The latest run of a product's pipeline."""
+
+    job: str
+    state: RunState
+    reason: str
+    message: str
+
+
+def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def _started(job: Mapping[str, Any]) -> str:
+    meta = job.get("metadata") or {}
+    # RFC 3339 UTC timestamps of one format sort as strings; the name breaks ties.
+    return f"{meta.get('creationTimestamp', '')}/{meta.get('name', '')}"
+
+
+def _image_problem(pods: Iterable[Mapping[str, Any]], job: str) -> tuple[str, str] | None:
+    for pod in pods:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if labels.get("job-name") != job:
+            continue
+        spec_images = {
+            c.get("name"): c.get("image") for c in (pod.get("spec") or {}).get("containers") or []
+        }
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in IMAGE_ERRORS:
+                image = spec_images.get(cs.get("name")) or cs.get("image") or "?"
+                return str(waiting["reason"]), (
+                    f"image {image} of run {job} cannot be used: "
+                    f"{waiting.get('message') or waiting['reason']}"
+                )
+    return None
+
+
+def latest_run(
+    jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+) -> PipelineRun | None:
+    """The latest Job's outcome, or None when the pipeline never ran."""
+    ordered = sorted(jobs, key=_started)
+    if not ordered:
+        return None
+    job = ordered[-1]
+    name = str((job.get("metadata") or {}).get("name", ""))
+    if (done := _condition(job, "Complete")) is not None:
+        return PipelineRun(
+            name,
+            RunState.SUCCEEDED,
+            "Succeeded",
+            f"run {name} completed at {done.get('lastTransitionTime', '?')}",
+        )
+    if (failed := _condition(job, "Failed")) is not None:
+        reason = str(failed.get("reason") or "Failed")
+        detail = failed.get("message") or reason
+        return PipelineRun(
+            name,
+            RunState.FAILED,
+            reason,
+            f"run {name} failed: {detail}; the product's data is kept as it was",
+        )
+    problem = _image_problem(pods, name)
+    if problem is not None:
+        return PipelineRun(name, RunState.IMAGE_ERROR, problem[0], problem[1])
+    return PipelineRun(name, RunState.RUNNING, "Running", f"run {name} is running")
