@@ -56,6 +56,12 @@ def previous_runs(data: Path) -> list[dict[str, Any]]:
     return runs
 
 
+def _columns(contract: dict[str, Any]) -> list[str]:
+    schema = contract.get("schema")
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    return [str(f["name"]) for f in fields or [] if isinstance(f, dict) and "name" in f]
+
+
 def record_run(data: Path, contract: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     """Append this run to the claim and return its record."""
     runs = previous_runs(data)
@@ -65,14 +71,16 @@ def record_run(data: Path, contract: dict[str, Any], now: dt.datetime) -> dict[s
         "at": now.isoformat(),
         "product": contract["product"],
         "version": contract.get("version"),
-        "columns": [c.get("name") for c in contract.get("schema") or [] if isinstance(c, dict)],
+        "columns": _columns(contract),
         # What the run found in the claim before writing: proof it read earlier bytes.
         "previousRuns": len(runs),
         "previousSha256": hashlib.sha256(history).hexdigest(),
     }
     data.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-write leaves a line without its newline: start on a fresh one.
+    lead = "\n" if history and not history.endswith(b"\n") else ""
     with (data / RUNS).open("a") as out:
-        out.write(json.dumps(record, sort_keys=True) + "\n")
+        out.write(lead + json.dumps(record, sort_keys=True) + "\n")
         out.flush()
         os.fsync(out.fileno())
     tmp = data / (LATEST + ".tmp")

@@ -1,0 +1,320 @@
+"""The data plane's first part: a real node. Claims bind, pipeline pods run under the
+restricted standard and write real bytes, the operator runs as the chart's pod from its
+own image, and ``cluster-down`` leaves nothing behind.
+
+One cluster with a node for the module (the machine has one node slot); the tests run in
+file order and the last one stops it and looks for leftovers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import localcluster
+from datamesh.api.constants import DOMAIN_LABEL, PIPELINE_IMAGE
+from localcluster import node as node_module
+from tests.support import ROOT
+from tests.support.chart import NAMESPACE, RELEASE, install_local_image
+from tests.support.cluster import Cluster
+from tests.support.factories import product_dict
+from tests.support.waiting import wait_for
+
+DOMAIN = "nodetest"
+DEPLOYMENT = f"{RELEASE}-datamesh-operator"
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Cluster]:
+    """A cluster with a node, the CRDs, a restricted domain namespace and the operator
+    installed by its chart from the local image."""
+    if reason := node_module.preflight():
+        pytest.fail(f"this machine cannot run the node: {reason}")
+    directory = localcluster.cache_dir() / "test-clusters" / f"node-{os.getpid()}"
+    archives = localcluster.build_images()
+    try:
+        with localcluster.running_cluster(directory, node=True) as state:
+            cluster = Cluster(
+                state.kubeconfig,
+                str(Path(state.bin_dir) / "kubectl"),
+                localcluster.LocalCluster(directory, node=True),
+            )
+            cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+            cluster.kubectl("apply", "-f", str(ROOT / "policies" / "global" / "namespace.yaml"))
+            cluster.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input=json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {
+                            "name": DOMAIN,
+                            "labels": {
+                                DOMAIN_LABEL: DOMAIN,
+                                "pod-security.kubernetes.io/enforce": "restricted",
+                            },
+                        },
+                    }
+                ),
+            )
+            image_id = (archives / "operator.tar.id").read_text().strip()
+            install_local_image(cluster, localcluster.image_names()["operator"], image_id)
+            yield cluster
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def apply_product(cluster: Cluster, name: str, **spec: Any) -> None:
+    doc = product_dict(**spec)
+    doc["metadata"] = {"name": name, "namespace": DOMAIN}
+    doc["spec"]["domain"] = DOMAIN
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+
+
+def get(cluster: Cluster, kind: str, name: str, ns: str = DOMAIN) -> dict[str, Any] | None:
+    proc = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def condition(cluster: Cluster, name: str, type_: str) -> dict[str, Any] | None:
+    obj = get(cluster, "dataproduct", name) or {}
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return dict(cond)
+    return None
+
+
+def phase(cluster: Cluster, name: str) -> str | None:
+    return ((get(cluster, "dataproduct", name) or {}).get("status") or {}).get("phase")
+
+
+def run_pipeline(cluster: Cluster, product: str, job: str) -> None:
+    cluster.kubectl("create", "job", f"--from=cronjob/{product}-pipeline", job, "-n", DOMAIN)
+
+
+def wait_complete(cluster: Cluster, job: str, timeout: int = 180) -> None:
+    proc = cluster.kubectl(
+        "wait",
+        "--for=condition=Complete",
+        f"job/{job}",
+        "-n",
+        DOMAIN,
+        f"--timeout={timeout}s",
+        check=False,
+        timeout=timeout + 30,
+    )
+    assert proc.returncode == 0, (
+        f"job {job} did not complete: {proc.stderr}\n"
+        + cluster.kubectl("describe", "job", job, "-n", DOMAIN, check=False).stdout[-3000:]
+    )
+
+
+def claim_folder(cluster: Cluster, claim: str) -> Path:
+    """Where the provisioner put the claim's volume on this machine."""
+    pvc = wait_for(
+        lambda: (get(cluster, "pvc", claim) or {}).get("spec", {}).get("volumeName"),
+        60,
+        f"claim {claim} bound",
+    )
+    pv = get(cluster, "pv", pvc, ns="") or {}
+    spec = pv.get("spec", {})
+    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+    assert path, f"volume {pvc} has no host path: {spec}"
+    return Path(path)
+
+
+def runs(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+
+
+PIPELINE = {"schedule": "0 0 1 1 *", "image": PIPELINE_IMAGE}
+
+
+def test_the_operator_runs_as_the_charts_pod_under_the_restricted_standard(node: Cluster) -> None:
+    pods = json.loads(node.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    assert running, f"no operator pod is running: {[p['status'] for p in pods]}"
+    pod = running[0]
+    assert pod["spec"]["containers"][0]["image"] == localcluster.image_names()["operator"]
+    assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-datamesh-operator"
+    ns = json.loads(node.kubectl("get", "namespace", NAMESPACE, "-o", "json").stdout)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert ready["Ready"] == "True", "the operator's probe is not answered"
+
+
+def test_a_compliant_products_claim_binds_and_its_pipeline_writes_into_it(node: Cluster) -> None:
+    apply_product(node, "orders", pipeline=PIPELINE)
+    wait_for(lambda: phase(node, "orders") == "Ready", 90, "orders Ready")
+    run_pipeline(node, "orders", "orders-run-1")
+    wait_complete(node, "orders-run-1")
+    folder = claim_folder(node, "orders-data")
+    [record] = runs(folder)
+    assert record["product"] == "orders" and record["columns"] == ["order_id", "amount"]
+    logs = node.kubectl("logs", "-n", DOMAIN, "job/orders-run-1").stdout
+    assert '"product": "orders"' in logs, "kubectl logs reaches the kubelet"
+    pipe = wait_for(
+        lambda: (
+            (c := condition(node, "orders", "PipelineReady")) and c["reason"] == "Succeeded" and c
+        ),
+        60,
+        "PipelineReady from the run",
+    )
+    assert "orders-run-1 completed" in pipe["message"]
+
+
+def test_a_pod_breaking_the_restricted_standard_is_refused(node: Cluster) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged", "namespace": DOMAIN},
+        "spec": {
+            "containers": [
+                # No securityContext: may run as root, keeps every capability.
+                {"name": "c", "image": PIPELINE_IMAGE}
+            ]
+        },
+    }
+    proc = node.kubectl("apply", "-f", "-", input=json.dumps(pod), check=False)
+    assert proc.returncode != 0 and 'violates PodSecurity "restricted' in proc.stderr, proc.stderr
+
+
+def test_a_missing_pipeline_image_is_named_on_the_product(node: Cluster) -> None:
+    missing = "localhost/datamesh/no-such-pipeline:0.0.1"
+    apply_product(node, "ghost", pipeline={**PIPELINE, "image": missing}, storage=None)
+    wait_for(lambda: phase(node, "ghost") == "Ready", 90, "ghost Ready before its run")
+    run_pipeline(node, "ghost", "ghost-run-1")
+    pipe = wait_for(
+        lambda: (c := condition(node, "ghost", "PipelineReady")) and c["status"] == "False" and c,
+        120,
+        "PipelineReady=False naming the image",
+    )
+    assert pipe["reason"] in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"), pipe
+    assert missing in pipe["message"]
+    assert phase(node, "ghost") == "Degraded"
+
+
+def test_a_failing_pipeline_sets_pipeline_ready_false_and_keeps_the_data(node: Cluster) -> None:
+    apply_product(node, "flaky", pipeline=PIPELINE)
+    wait_for(lambda: phase(node, "flaky") == "Ready", 90, "flaky Ready")
+    run_pipeline(node, "flaky", "flaky-run-1")
+    wait_complete(node, "flaky-run-1")
+    folder = claim_folder(node, "flaky-data")
+    before = (folder / "runs.jsonl").read_bytes()
+    apply_product(node, "flaky", pipeline={**PIPELINE, "command": ["sh", "-c", "exit 3"]})
+    wait_for(
+        lambda: (
+            "exit 3" in json.dumps((get(node, "cronjob", "flaky-pipeline") or {}).get("spec", {}))
+        ),
+        60,
+        "the cron job carries the new command",
+    )
+    run_pipeline(node, "flaky", "flaky-run-2")
+    pipe = wait_for(
+        lambda: (c := condition(node, "flaky", "PipelineReady")) and c["status"] == "False" and c,
+        240,
+        "PipelineReady=False from the failed Job",
+    )
+    assert pipe["reason"] == "BackoffLimitExceeded" and "flaky-run-2" in pipe["message"]
+    assert phase(node, "flaky") == "Degraded"
+    assert (folder / "runs.jsonl").read_bytes() == before, "a failed run changed the data"
+    assert get(node, "pvc", "flaky-data") is not None
+
+
+def test_a_retained_claim_keeps_its_bytes_across_a_prune_and_the_next_run_reads_them(
+    node: Cluster,
+) -> None:
+    apply_product(node, "ledger", pipeline=PIPELINE, deletionPolicy="Retain")
+    wait_for(lambda: phase(node, "ledger") == "Ready", 90, "ledger Ready")
+    run_pipeline(node, "ledger", "ledger-run-1")
+    wait_complete(node, "ledger-run-1")
+    folder = claim_folder(node, "ledger-data")
+    first = (folder / "runs.jsonl").read_bytes()
+
+    # Pruned as ArgoCD prunes (foreground), while the operator is stopped.
+    node.kubectl("scale", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE, "--replicas=0")
+    wait_for(
+        lambda: (
+            not json.loads(node.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)[
+                "items"
+            ]
+        ),
+        120,
+        "the operator stopped",
+    )
+    node.kubectl(
+        "delete", "dataproduct", "ledger", "-n", DOMAIN, "--cascade=foreground", "--wait=false"
+    )
+    node.kubectl("scale", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE, "--replicas=1")
+    wait_for(lambda: get(node, "dataproduct", "ledger") is None, 180, "ledger pruned")
+    claim = get(node, "pvc", "ledger-data")
+    assert claim is not None, "the retained claim was deleted"
+    assert not claim["metadata"].get("ownerReferences")
+    assert claim["metadata"]["labels"].get("datamesh.io/retained") == "true"
+    assert (folder / "runs.jsonl").read_bytes() == first
+
+    apply_product(node, "ledger", pipeline=PIPELINE, deletionPolicy="Retain")
+    wait_for(lambda: phase(node, "ledger") == "Ready", 120, "ledger Ready again")
+    run_pipeline(node, "ledger", "ledger-run-2")
+    wait_complete(node, "ledger-run-2")
+    assert claim_folder(node, "ledger-data") == folder, "the product got a new volume"
+    second = runs(folder)[-1]
+    assert second["run"] == 2 and second["previousRuns"] == 1
+    assert second["previousSha256"] == hashlib.sha256(first).hexdigest()
+
+
+def test_the_operators_log_has_no_forbidden(node: Cluster) -> None:
+    logs = node.kubectl("logs", "-n", NAMESPACE, f"deployment/{DEPLOYMENT}").stdout
+    assert logs, "the operator logged nothing"
+    assert "Forbidden" not in logs and " 403" not in logs, [
+        line for line in logs.splitlines() if "Forbidden" in line or " 403" in line
+    ][:5]
+
+
+def test_cluster_down_leaves_no_process_mount_cgroup_bridge_or_chain(node: Cluster) -> None:
+    local = node.local
+    assert local is not None
+    directory = local.dir
+    before = local.load()
+    assert before is not None and before.node is not None
+    sysctls = dict(before.node["sysctls"])  # type: ignore[arg-type]
+    local.stop()
+    assert local.stop() == [], "a second cluster-down found something to stop"
+
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if str(directory).encode() in cmdline:
+                leftovers.append(cmdline.decode(errors="replace")[:200])
+    assert not leftovers, f"processes left: {leftovers}"
+    mounts = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(str(directory))
+    ]
+    assert not mounts, f"mounts left: {mounts}"
+    cgroups = list(Path("/sys/fs/cgroup").glob(f"*/{node_module.CGROUP_ROOT}"))
+    assert not cgroups, f"cgroups left: {cgroups}"
+    bridge = subprocess.run(["ip", "link", "show", node_module.BRIDGE], capture_output=True)
+    assert bridge.returncode != 0, "the bridge is still there"
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert "KUBE-" not in rules, "kube-proxy's chains are still there"
+    assert not node_module.NODE_LOCK.exists(), "the node slot is still taken"
+    for key, value in sysctls.items():
+        assert Path("/proc/sys", key).read_text().strip() == value, f"{key} was not restored"
