@@ -147,6 +147,11 @@ class LocalCluster:
             raise
         return state
 
+    def restart_node_component(self, name: str) -> None:
+        """Kill one node process and start it again (fault tests)."""
+        state = self._require_state()
+        self.node.restart(name, lambda n: self._save_node(state, n))
+
     def _save_node(self, state: ClusterState, node: NodeState) -> None:
         state.node = asdict(node)
         self._save(state)

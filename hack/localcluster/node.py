@@ -124,6 +124,8 @@ class NodeState:
     sysctls: dict[str, str] = field(default_factory=dict)
     # The image archives (name: image id) the runtime holds, to import only what changed.
     images: dict[str, str] = field(default_factory=dict)
+    # Each process's arguments, so that one can be restarted as it was (fault tests).
+    args: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Node:
@@ -674,7 +676,22 @@ class Node:
         )
         log.close()
         state.pids[name] = proc.pid
+        state.args[name] = args
         save(state)
+
+    def restart(self, name: str, save: Callable[[NodeState], None]) -> None:
+        """Kill one node process (as a crash would) and start it again with its arguments;
+        the fault tests restart the kubelet mid-run this way."""
+        state = self._load()
+        if state is None or name not in state.args:
+            raise ClusterError(f"no node process {name} in {self.cluster_dir}")
+        pid = state.pids[name]
+        _signal_group(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.02)
+        self._spawn(state, save, name, state.args[name])
 
     def _wait(self, state: NodeState, name: str, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S

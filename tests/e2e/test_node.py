@@ -8,6 +8,7 @@ file order and the last one stops it and looks for leftovers.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from tests.support.waiting import wait_for
 
 DOMAIN = "nodetest"
 DEPLOYMENT = f"{RELEASE}-datamesh-operator"
+BURST = 100
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +135,11 @@ def claim_folder(cluster: Cluster, claim: str) -> Path:
     path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
     assert path, f"volume {pvc} has no host path: {spec}"
     return Path(path)
+
+
+def now_utc() -> str:
+    """Now, in the apiserver's timestamp format (comparable as a string)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def runs(folder: Path) -> list[dict[str, Any]]:
@@ -273,6 +280,184 @@ def test_a_retained_claim_keeps_its_bytes_across_a_prune_and_the_next_run_reads_
     second = runs(folder)[-1]
     assert second["run"] == 2 and second["previousRuns"] == 1
     assert second["previousSha256"] == hashlib.sha256(first).hexdigest()
+
+
+def test_a_non_compliant_products_suspended_cron_job_starts_no_job(node: Cluster) -> None:
+    every_minute = {**PIPELINE, "schedule": "* * * * *"}
+    apply_product(node, "ticker", pipeline=every_minute, storage=None)
+    apply_product(node, "blocked", pipeline=every_minute, storage=None)
+    for name in ("ticker", "blocked"):
+        wait_for(lambda name=name: phase(node, name) == "Ready", 90, f"{name} Ready")
+    policy = {
+        "apiVersion": "datamesh.io/v1alpha1",
+        "kind": "GovernancePolicy",
+        "metadata": {"name": "no-blocked", "namespace": DOMAIN},
+        "spec": {
+            "description": "The product named blocked may not run.",
+            "enforcement": "block",
+            "rules": [
+                {
+                    "name": "not-blocked",
+                    "expression": "object.metadata.name != 'blocked'",
+                    "message": "blocked is blocked",
+                }
+            ],
+        },
+    }
+    node.kubectl("apply", "-f", "-", input=json.dumps(policy))
+    try:
+        wait_for(
+            lambda: (get(node, "cronjob", "blocked-pipeline") or {}).get("spec", {}).get("suspend"),
+            90,
+            "blocked's cron job suspended",
+        )
+        assert phase(node, "blocked") == "NonCompliant"
+        suspended_at = now_utc()
+        # The cron job controller has scheduled a minute tick after the suspension when
+        # the compliant sibling has a Job from it: by then blocked would have had one too.
+        wait_for(
+            lambda: (
+                (get(node, "cronjob", "ticker-pipeline") or {})
+                .get("status", {})
+                .get("lastScheduleTime", "")
+                > suspended_at
+            ),
+            150,
+            "a cron tick after the suspension",
+        )
+        jobs = json.loads(
+            node.kubectl(
+                "get", "jobs", "-n", DOMAIN, "-l", "datamesh.io/product=blocked", "-o", "json"
+            ).stdout
+        )["items"]
+        late = [
+            j["metadata"]["name"] for j in jobs if j["metadata"]["creationTimestamp"] > suspended_at
+        ]
+        assert not late, f"the suspended cron job started {late}"
+    finally:
+        node.kubectl("delete", "governancepolicy", "no-blocked", "-n", DOMAIN, check=False)
+        for name in ("ticker", "blocked"):
+            node.kubectl("delete", "dataproduct", name, "-n", DOMAIN, "--wait=false", check=False)
+
+
+def test_pods_and_claims_come_back_after_the_kubelet_restarts_mid_run(node: Cluster) -> None:
+    assert node.local is not None
+    slow = {**PIPELINE, "command": ["sh", "-c", "sleep 15 && exec datamesh-pipeline"]}
+    apply_product(node, "slow", pipeline=slow)
+    wait_for(lambda: phase(node, "slow") == "Ready", 90, "slow Ready")
+    run_pipeline(node, "slow", "slow-run-1")
+    wait_for(
+        lambda: (
+            "Running"
+            in node.kubectl(
+                "get",
+                "pods",
+                "-n",
+                DOMAIN,
+                "-l",
+                "job-name=slow-run-1",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ).stdout
+        ),
+        120,
+        "the run's pod running",
+    )
+    node.local.restart_node_component("kubelet")
+    wait_complete(node, "slow-run-1", 240)
+    [record] = runs(claim_folder(node, "slow-data"))
+    assert record["product"] == "slow"
+    wait_for(
+        lambda: (
+            node.kubectl(
+                "get",
+                "node",
+                node_module.NODE_NAME,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ).stdout
+            == "True"
+        ),
+        60,
+        "the node Ready again",
+    )
+    pods = json.loads(node.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    assert any(p["status"].get("phase") == "Running" for p in pods), "the operator pod is gone"
+
+
+def test_the_operator_pod_force_deleted_during_a_burst_converges_without_duplicates(
+    node: Cluster,
+) -> None:
+    names = [f"burst-{i:03d}" for i in range(BURST)]
+    items = []
+    for name in names:
+        doc = product_dict(pipeline=PIPELINE, storage=None)
+        doc["metadata"] = {"name": name, "namespace": DOMAIN}
+        doc["spec"]["domain"] = DOMAIN
+        items.append(doc)
+    node.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+
+    def reconciled() -> int:
+        products = json.loads(
+            node.kubectl("get", "dataproducts", "-n", DOMAIN, "-o", "json").stdout
+        )["items"]
+        return sum(
+            1
+            for p in products
+            if p["metadata"]["name"].startswith("burst-")
+            and (p.get("status") or {}).get("observedGeneration") == p["metadata"]["generation"]
+        )
+
+    for kill in range(3):
+        seen = reconciled()
+        if seen < BURST:
+            wait_for(lambda seen=seen: reconciled() > seen, 120, f"progress before kill {kill + 1}")
+        node.kubectl(
+            "delete",
+            "pod",
+            "-n",
+            NAMESPACE,
+            "-l",
+            f"app.kubernetes.io/instance={RELEASE}",
+            "--force",
+            "--grace-period=0",
+        )
+    wait_for(lambda: reconciled() == BURST, 300, "every burst product reconciled")
+    wait_for(
+        lambda: all(phase(node, n) == "Ready" for n in names[-5:]), 120, "the last products Ready"
+    )
+    products = {
+        p["metadata"]["name"]: p["metadata"]["uid"]
+        for p in json.loads(node.kubectl("get", "dataproducts", "-n", DOMAIN, "-o", "json").stdout)[
+            "items"
+        ]
+    }
+    for kind in ("cronjobs", "configmaps", "serviceaccounts"):
+        children = json.loads(
+            node.kubectl(
+                "get",
+                kind,
+                "-n",
+                DOMAIN,
+                "-l",
+                "app.kubernetes.io/managed-by=datamesh-operator",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        owners: dict[str, int] = {}
+        for child in children:
+            refs = child["metadata"].get("ownerReferences") or []
+            assert len(refs) == 1, f"{kind} {child['metadata']['name']} has owners {refs}"
+            assert products.get(refs[0]["name"]) == refs[0]["uid"], (
+                f"{kind} {child['metadata']['name']} is orphaned"
+            )
+            owners[refs[0]["name"]] = owners.get(refs[0]["name"], 0) + 1
+        for name in names:
+            assert owners.get(name) == 1, f"{name} has {owners.get(name, 0)} {kind}"
+    node.kubectl("delete", "dataproducts", "-n", DOMAIN, *names, "--wait=false")
 
 
 def test_the_operators_log_has_no_forbidden(node: Cluster) -> None:
