@@ -158,6 +158,16 @@ class Node:
                 other.cleanup()
         NODE_LOCK.write_text(f"{self.cluster_dir}\n")
 
+    def holds_slot(self) -> bool:
+        """Whether the machine-wide parts are this cluster's to remove: it holds the node
+        slot, or nobody does, or the holder's processes are all gone."""
+        if not NODE_LOCK.exists():
+            return True
+        owner = NODE_LOCK.read_text().strip()
+        if owner == str(self.cluster_dir):
+            return True
+        return not Node(Path(owner), Path(owner) / "pki")._any_alive()
+
     def _any_alive(self) -> bool:
         state = self._load()
         return bool(state) and any(alive(pid) for pid in state.pids.values())
@@ -748,6 +758,12 @@ class Node:
         the bridge and kube-proxy's chains. Each step works from what is on the machine,
         so it also cleans up after a node that crashed."""
         state = state or self._load()
+        if not self.holds_slot():
+            # Another live cluster runs the machine's node: the bridge, chains, cgroups
+            # and settings are its own. Only this cluster's folder is ours to remove.
+            _unmount_under(self.dir)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
         self._kill_leftovers()
         _unmount_under(self.dir)
         _remove_cgroups()

@@ -460,6 +460,34 @@ def test_the_operator_pod_force_deleted_during_a_burst_converges_without_duplica
     node.kubectl("delete", "dataproducts", "-n", DOMAIN, *names, "--wait=false")
 
 
+def test_a_second_cluster_is_refused_the_node_and_leaves_the_first_intact(
+    node: Cluster, tmp_path: Path
+) -> None:
+    assert node.local is not None
+    second = localcluster.LocalCluster(tmp_path / "second", node=True)
+    with pytest.raises(localcluster.ClusterError) as refused:
+        second.start()
+    assert str(node.local.dir) in str(refused.value) and "NODE=0" in str(refused.value)
+    second.stop()
+    bridge = subprocess.run(["ip", "link", "show", node_module.BRIDGE], capture_output=True)
+    assert bridge.returncode == 0, "the second cluster removed the first one's bridge"
+    assert node_module.NODE_LOCK.read_text().strip() == str(node.local.dir)
+    wait_for(
+        lambda: (
+            node.kubectl(
+                "get",
+                "node",
+                node_module.NODE_NAME,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ).stdout
+            == "True"
+        ),
+        30,
+        "the first cluster's node still Ready",
+    )
+
+
 def test_the_operators_log_has_no_forbidden(node: Cluster) -> None:
     logs = node.kubectl("logs", "-n", NAMESPACE, f"deployment/{DEPLOYMENT}").stdout
     assert logs, "the operator logged nothing"
