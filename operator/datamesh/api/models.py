@@ -358,6 +358,19 @@ class Storage(ApiModel):
 class Pipeline(ApiModel):
     """The job that refreshes the product, run as a CronJob."""
 
+    # Kubernetes' cron parser refuses a range that runs backwards (`5-1`); the pattern
+    # cannot compare numbers, so this rule does (named ranges are left to the parser).
+    validations: ClassVar[list[dict[str, str]]] = [
+        cel(
+            "self.schedule.split(' ').all(f, f.split(',').all(p, "
+            "!p.split('/')[0].matches('^[0-9]+-[0-9]+$') || "
+            "int(p.split('/')[0].split('-')[0]) <= int(p.split('/')[0].split('-')[1])))",
+            "a range in the schedule runs backwards (write the smaller number first, "
+            "e.g. 1-5): Kubernetes refuses it",
+            ".schedule",
+        ),
+    ]
+
     schedule: str = _d("Cron schedule, e.g. `0 * * * *`.", pattern=CRON, max_length=100)
     image: str = _d("Container image of the job.", min_length=1, max_length=512, pattern=r"^\S+$")
     command: list[Annotated[str, Field(max_length=1024)]] = _d(
