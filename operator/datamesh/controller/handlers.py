@@ -170,16 +170,27 @@ def _run_changed(labels: kopf.Labels, namespace: str | None) -> None:
 
 
 @kopf.on.event(*JOBS, labels={MANAGED_BY_LABEL: MANAGED_BY})
-def pipeline_job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    """A run started, finished or failed: the product's PipelineReady follows."""
-    _run_changed(labels, namespace)
+def pipeline_job_event(
+    type: str | None, labels: kopf.Labels, namespace: str | None, **_: Any
+) -> None:
+    """A run started, finished or failed: the product's PipelineReady follows. The
+    initial listing (type None) is skipped: at start-up every product is resumed and
+    reads its runs anyway, and queueing them here first would only delay that."""
+    if type is not None:
+        _run_changed(labels, namespace)
 
 
 @kopf.on.event(*PODS, labels={MANAGED_BY_LABEL: MANAGED_BY})
 def pipeline_pod_event(
-    labels: kopf.Labels, namespace: str | None, status: kopf.Status, **_: Any
+    type: str | None,
+    labels: kopf.Labels,
+    namespace: str | None,
+    status: kopf.Status,
+    **_: Any,
 ) -> None:
     """Only a pod that cannot pull its image: its Job would say nothing until it gives up."""
+    if type is None:
+        return
     waiting = [
         (cs.get("state") or {}).get("waiting") or {} for cs in status.get("containerStatuses") or []
     ]

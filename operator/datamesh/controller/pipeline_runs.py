@@ -4,8 +4,8 @@ in; the product's status (``status.compute``) turns the result into ``PipelineRe
 
 A run is judged by its Job (Complete or Failed, with the Job's own reason), except while
 it is still active: then a pod that cannot start its container because of its image
-(ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName) is reported at once,
-naming the image, instead of a Job that waits silently until its deadline.
+(ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName) is reported at once
+as ``ImagePullFailed``, naming the image, instead of a Job that waits silently until its deadline.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Any
 IMAGE_ERRORS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
 )
+
+
+IMAGE_PULL_FAILED = "ImagePullFailed"
 
 
 class RunState(StrEnum):
@@ -62,9 +65,11 @@ def _image_problem(pods: Iterable[Mapping[str, Any]], job: str) -> tuple[str, st
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in IMAGE_ERRORS:
                 image = spec_images.get(cs.get("name")) or cs.get("image") or "?"
-                return str(waiting["reason"]), (
-                    f"image {image} of run {job} cannot be used: "
-                    f"{waiting.get('message') or waiting['reason']}"
+                # One reason and a message that does not change while the kubelet retries
+                # (ErrImagePull and ImagePullBackOff alternate): the status is written once.
+                return IMAGE_PULL_FAILED, (
+                    f"image {image} of run {job} cannot be pulled or is not on the node; "
+                    f"see `kubectl describe pods -l job-name={job}`"
                 )
     return None
 

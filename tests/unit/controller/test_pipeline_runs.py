@@ -62,7 +62,14 @@ def test_an_image_that_cannot_be_pulled_names_the_image_while_the_job_waits() ->
     pods = [pod("p-1", "ErrImageNeverPull", "image is not present with pull policy Never")]
     run = latest_run(jobs, pods)
     assert run is not None and run.state == RunState.IMAGE_ERROR
-    assert run.reason == "ErrImageNeverPull" and "localhost/nope:1" in run.message
+    assert run.reason == "ImagePullFailed" and "localhost/nope:1" in run.message
+
+
+def test_the_kubelets_retries_do_not_change_the_message() -> None:
+    jobs = [job("p-1", "2026-11-26T01:00:00Z")]
+    first = latest_run(jobs, [pod("p-1", "ErrImagePull", "connection refused")])
+    retry = latest_run(jobs, [pod("p-1", "ImagePullBackOff", "Back-off pulling image")])
+    assert first == retry
 
 
 def test_pods_of_other_jobs_and_ordinary_waits_do_not_count() -> None:
