@@ -417,6 +417,9 @@ def drift_patch(child: Child, existing: Mapping[str, Any]) -> dict[str, Any] | N
             if not contains(existing.get("spec", {}).get("resources"), size):
                 patch["spec"] = {"resources": size}
             continue
-        if not contains(existing.get(key), desired.get(key)):
-            patch[key] = desired.get(key)
+        want, have = desired.get(key), existing.get(key)
+        if want in ([], {}) and not have:
+            continue  # the apiserver drops an empty list: absent is what was asked for
+        if not contains(have, want):
+            patch[key] = want
     return patch or None

@@ -225,3 +225,14 @@ def test_names_fit_within_kubernetes_limits_for_the_longest_product_name() -> No
     names = provisioning.Names("x" * 40)
     for name in (names.claim, names.cron_job, names.config_map, names.role):
         assert len(name) <= 52  # CronJob names must leave room for the Job suffix
+
+
+def test_a_binding_without_readers_is_not_drift_when_the_apiserver_drops_its_empty_list() -> None:
+    # Found on a real node: every resync patched every reader-less product's binding.
+    binding = by_kind(provisioning.plan(product(), UID, compliant=True))["RoleBinding"]
+    assert binding.manifest["subjects"] == []
+    stored = _as_stored(binding)
+    del stored["subjects"]
+    assert provisioning.drift_patch(binding, stored) is None
+    stored["subjects"] = [{"kind": "Group", "name": "someone", "apiGroup": "x"}]
+    assert provisioning.drift_patch(binding, stored) == {"subjects": []}
