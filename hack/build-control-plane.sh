@@ -23,15 +23,6 @@ mkdir -p "$BIN_DIR"
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
 export CGO_ENABLED=0
 
-# Binaries built from modules report version v0.0.0 unless told their version; helm's
-# kubeVersion checks and `kubectl version` need the real one.
-KUBE_MINOR="$(cut -d. -f2 <<<"$KUBE_VERSION")"
-KUBE_LDFLAGS=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  KUBE_LDFLAGS+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1"
-  KUBE_LDFLAGS+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
-done
-
 build() {
   # build <label> <module dir> <package> <binary> [extra ldflags]
   local label="$1" dir="$2" pkg="$3" out="$BIN_DIR/$4" extra="${5:-}"

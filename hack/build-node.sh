@@ -19,12 +19,6 @@ mkdir -p "$NODE_BIN_DIR"
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
 export CGO_ENABLED=0
 
-KUBE_MINOR="$(cut -d. -f2 <<<"$KUBE_VERSION")"
-KUBE_LDFLAGS=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  KUBE_LDFLAGS+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1"
-  KUBE_LDFLAGS+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
-done
 
 fail() {
   die "building $1 failed (see the Go errors above)." \

@@ -9,6 +9,15 @@ KUBE_VERSION="$(grep -oE '^\s*(require )?k8s.io/kubernetes v[0-9.]+' "$ROOT/hack
 ETCD_VERSION="$(grep -oE '^\s*(require )?go.etcd.io/etcd/server/v3 v[0-9.]+' "$ROOT/hack/etcd/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
 GO_MIN="1.26"
 
+# Binaries built from modules report version v0.0.0 unless told their version; helm's
+# kubeVersion checks, `kubectl version` and the node's reported version need the real one.
+KUBE_MINOR="$(cut -d. -f2 <<<"$KUBE_VERSION")"
+KUBE_LDFLAGS=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  KUBE_LDFLAGS+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1"
+  KUBE_LDFLAGS+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
+done
+
 # Bump when the way binaries are built changes, so that caches are rebuilt.
 BUILD_REVISION=2
 BIN_DIR="$CACHE_DIR/k8s/v${KUBE_VERSION}-etcd${ETCD_VERSION}-r${BUILD_REVISION}/bin"

@@ -27,40 +27,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DATAMESH_CACHE", ROOT / ".cache"))
 
 
-def build_binaries() -> Path:
-    """Build (or reuse) the binaries; returns their folder."""
+def _hack_script(script: str, what: str) -> Path:
+    """Run a hack/ build script (cached, so cheap when nothing changed); its last line
+    of output is the folder it built into."""
     proc = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+        ["bash", str(ROOT / "hack" / script)], stdout=subprocess.PIPE, text=True, check=False
     )
     if proc.returncode != 0:
-        raise ClusterError("building the control plane binaries failed (see the messages above)")
+        raise ClusterError(f"building {what} failed (see the messages above)")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def build_binaries() -> Path:
+    """Build (or reuse) the control plane's binaries; returns their folder."""
+    return _hack_script("build-control-plane.sh", "the control plane binaries")
 
 
 def build_node_binaries() -> Path:
     """Build (or reuse) the node's binaries; returns their folder."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-node.sh")],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ClusterError("building the node binaries failed (see the messages above)")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return _hack_script("build-node.sh", "the node binaries")
 
 
 def build_images() -> Path:
     """Build (or reuse) the local images; returns the folder of their archives."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "hack" / "images.sh")], stdout=subprocess.PIPE, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise ClusterError("building the images failed (see the messages above)")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return _hack_script("images.sh", "the images")
 
 
 def project_version() -> str:
