@@ -30,6 +30,10 @@ help: ## Show this help.
 demo: venv images cluster-up ## Start the local control plane and run the data mesh on it.
 	@$(PY) hack/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig
 
+.PHONY: argocd-demo
+argocd-demo: venv images argocd cluster-up ## The data mesh synced from a local git repository by a real ArgoCD.
+	@PYTHONPATH=hack $(PY) hack/argocd_demo.py --dir $(CLUSTER_DIR)
+
 ##@ Operator
 
 # The cluster `run` and `install` talk to: $KUBECONFIG when set, else the local one.
@@ -72,7 +76,7 @@ fmt: venv ## Format the code with ruff.
 ##@ Testing
 
 .PHONY: test
-test: venv tools images datacontract-cli ## Run every test tier: unit, integration, e2e.
+test: venv tools images argocd datacontract-cli ## Run every test tier: unit, integration, e2e.
 	$(PY) -m pytest tests
 
 .PHONY: test-unit
@@ -84,8 +88,12 @@ test-integration: venv tools ## Integration tests against the local control plan
 	$(PY) -m pytest tests/integration
 
 .PHONY: test-e2e
-test-e2e: venv tools images ## End-to-end tests: the node, the catalog in Chromium, operator faults.
+test-e2e: venv tools images argocd ## End-to-end tests: the node, ArgoCD, the catalog in Chromium, operator faults.
 	$(PY) -m pytest tests/e2e
+
+.PHONY: test-argocd
+test-argocd: venv tools images argocd ## The GitOps loop: a real ArgoCD syncing a local git repository.
+	$(PY) -m pytest tests/e2e/test_argocd.py
 
 .PHONY: datacontract-cli
 datacontract-cli: ## Install the pinned datacontract-cli (the ODCS client the export is tested with) into the cache.
@@ -125,6 +133,10 @@ image: ## Build the operator image (needs a Docker engine).
 tools: ## Build the control plane and the node's binaries into the cache.
 	@bash hack/build-control-plane.sh >/dev/null
 	@bash hack/build-node.sh >/dev/null
+
+.PHONY: argocd
+argocd: ## Build ArgoCD's repo server and controllers into the cache (Redis comes from Debian).
+	@bash hack/build-argocd.sh >/dev/null
 
 .PHONY: images
 images: ## Build the sandbox, operator and pipeline images with buildah (root; no registry needed).

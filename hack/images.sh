@@ -84,12 +84,30 @@ PAUSE="localhost/datamesh/pause:$VERSION"
 c="$("${B[@]}" from scratch)"
 "${B[@]}" copy "$c" "$NODE_BIN/pause" /pause >/dev/null
 "${B[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$c"
-"${B[@]}" commit --quiet "$c" "$PAUSE" >/dev/null
+# A fixed creation time: the same program gives the same image id, so the node keeps
+# its image store.
+"${B[@]}" commit --quiet --timestamp 0 "$c" "$PAUSE" >/dev/null
 "${B[@]}" rm "$c" >/dev/null
 export_archive "$PAUSE" pause
 
+# What the Dockerfile copies, hashed: an unchanged source is not rebuilt (buildah's layer
+# cache alone does not survive the prune below).
+source_hash="$(
+  cd "$ROOT" && {
+    printf '%s\n' "$BASE"
+    find Dockerfile .dockerignore pyproject.toml README.md operator -type f \
+      -not -path '*/__pycache__/*' -not -name '*.pyc' -not -path '*.egg-info*' -print0 |
+      sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16
+)"
+
 for target in pipeline operator; do
   image="localhost/datamesh/$target:$VERSION"
+  if [[ -f "$ARCHIVES/$target.tar" && "$(cat "$ARCHIVES/$target.tar.source" 2>/dev/null)" == "$source_hash" ]] &&
+    "${B[@]}" inspect --type image "$image" >/dev/null 2>&1; then
+    log "$image: cached (source $source_hash)"
+    continue
+  fi
   log "$image: building (Dockerfile target $target)"
   start=$SECONDS
   "${B[@]}" bud --quiet --layers --isolation chroot --network host \
@@ -97,6 +115,7 @@ for target in pipeline operator; do
     || die "building $image failed (see the build output above)."
   log "$image: built in $((SECONDS - start)) s"
   export_archive "$image" "$target"
+  echo "$source_hash" >"$ARCHIVES/$target.tar.source"
 done
 # Intermediate containers and dangling layers of earlier builds.
 "${B[@]}" rm --all >/dev/null 2>&1 || true

@@ -41,3 +41,10 @@ NODE_BUILD_REVISION=1
 NODE_BIN_DIR="$CACHE_DIR/node/k8s-v${KUBE_VERSION}-containerd${CONTAINERD_VERSION}-lpp${LOCAL_PATH_PROVISIONER_VERSION}-r${NODE_BUILD_REVISION}/bin"
 
 HELM_VERSION="$(grep -oE '^\s*(require )?helm.sh/helm/v3 v[0-9.]+' "$ROOT/hack/helm/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
+
+# ArgoCD: its repo server and controllers from the wrapper module hack/argocd (main.go
+# there says which parts). Its go.mod asks for a newer Go than the rest of the platform.
+ARGOCD_VERSION="$(grep -oE '^\s*(require )?github.com/argoproj/argo-cd/v3 v[0-9.]+' "$ROOT/hack/argocd/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
+ARGOCD_GOTOOLCHAIN="go1.27.3"
+ARGOCD_BUILD_REVISION=2
+ARGOCD_DIR="$CACHE_DIR/argocd/${ARGOCD_VERSION}-r${ARGOCD_BUILD_REVISION}"

@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             state = cluster.load()
             if not (state and state.node):
                 health = cluster.health()
+            health |= cluster.argocd.health()
             for name, text in health.items():
                 print(f"{name:26} {text}")
             state = cluster.load()

@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +107,89 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+# -- processes: one way to start, wait for and stop the platform's processes -------------
+
+
+def spawn(
+    argv: list[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    with_parent: bool = False,
+) -> int:
+    """Start ``argv`` in a session of its own (so a group signal reaches its children),
+    appending its output to ``log``; with ``with_parent`` it dies with this process."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent if with_parent else None,
+        )
+    return proc.pid
+
+
+def wait_ready(
+    name: str,
+    watched: dict[str, int],
+    logs: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+) -> None:
+    """Wait until ``ready()``; fail at once, with the tail of its log, when any watched
+    process exits, and with ``name``'s log tail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for component, pid in watched.items():
+            if not alive(pid):
+                log = logs / f"{component}.log"
+                raise ClusterError(
+                    f"{component} exited during start-up; the last lines of its log "
+                    f"({log}):\n{tail(log)}"
+                )
+        if ready():
+            return
+        time.sleep(0.2)
+    log = logs / f"{name}.log"
+    raise ClusterError(
+        f"{name} was not ready after {timeout:.0f} s; the last lines of its log ({log}):\n"
+        f"{tail(log)}"
+    )
+
+
+def reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def stop_processes(pids: list[int], *, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    """Signal each process group, wait up to ``grace`` seconds for all of them, then
+    SIGKILL what is left; reaps our own children so none stays a zombie."""
+    for pid in pids:
+        if alive(pid):
+            signal_group(pid, sig)
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while alive(pid) and time.monotonic() < deadline:
+            reap(pid)
+            time.sleep(0.02)
+        if alive(pid):
+            signal_group(pid, signal.SIGKILL)
+            killed = time.monotonic() + 5
+            while alive(pid) and time.monotonic() < killed:
+                reap(pid)
+                time.sleep(0.02)
+        reap(pid)

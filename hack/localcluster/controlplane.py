@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import ssl
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .argocd import ArgoCD
 from .common import (
     NODE_ADDRESS,
     ClusterError,
@@ -24,10 +24,11 @@ from .common import (
     build_binaries,
     build_node_binaries,
     cache_dir,
-    die_with_parent,
     free_port,
     image_names,
-    tail,
+    spawn,
+    stop_processes,
+    wait_ready,
 )
 from .node import NODE_NAME, Node, NodeState, preflight
 from .pki import generate_node_pki, generate_pki, write_kubeconfig
@@ -73,6 +74,7 @@ class LocalCluster:
         self.pki = self.dir / "pki"
         self.logs = self.dir / "logs"
         self.node = Node(self.dir, self.pki, die_with_parent=die_with_parent)
+        self.argocd = ArgoCD(self.dir, die_with_parent=die_with_parent)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -191,33 +193,15 @@ class LocalCluster:
             if (self.dir / "node").exists():
                 self.node.cleanup()
             return []
-        stopped = self.node.stop() if state.node or (self.dir / "node").exists() else []
-        for name in reversed(COMPONENTS):
-            pid = state.pids.get(name)
-            if pid and alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-                stopped.append(name)
-        deadline = time.monotonic() + 10
-        for name in reversed(COMPONENTS):
-            pid = state.pids.get(name)
-            while pid and alive(pid) and time.monotonic() < deadline:
-                self._reap(pid)
-                time.sleep(0.05)
-            if pid and alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-            if pid:
-                self._reap(pid)
+        stopped = self.argocd.stop()
+        stopped += self.node.stop() if state.node or (self.dir / "node").exists() else []
+        pids = [state.pids[name] for name in reversed(COMPONENTS) if state.pids.get(name)]
+        stopped += [name for name in reversed(COMPONENTS) if alive(state.pids.get(name, 0) or 0)]
+        stop_processes(pids)
         self.state_file.unlink(missing_ok=True)
         # Like `kind delete cluster`: the next `up` starts from an empty store.
         shutil.rmtree(self.dir / "etcd", ignore_errors=True)
         return stopped
-
-    @staticmethod
-    def _reap(pid: int) -> None:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
 
     def running(self, state: ClusterState) -> bool:
         if self.with_node and not state.node:
@@ -231,17 +215,8 @@ class LocalCluster:
         """Stop one component (SIGTERM, then SIGKILL after 10 s); fault tests use this."""
         state = self._require_state()
         pid = state.pids.get(name)
-        if pid and alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while alive(pid) and time.monotonic() < deadline:
-                self._reap(pid)
-                time.sleep(0.05)
-            if alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-            self._reap(pid)
+        if pid:
+            stop_processes([pid])
 
     def start_component(self, name: str) -> None:
         """Start one stopped component with its old ports and wait until it is ready."""
@@ -269,35 +244,13 @@ class LocalCluster:
         binary = Path(state.bin_dir) / name
         if not binary.exists():
             raise ClusterError(f"{binary} is missing; run hack/build-control-plane.sh")
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [str(binary), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent if self.die_with_parent else None,
+        state.pids[name] = spawn(
+            [str(binary), *args], self.logs / f"{name}.log", with_parent=self.die_with_parent
         )
-        log.close()
-        state.pids[name] = proc.pid
         self._save(state)
 
     def _wait(self, state: ClusterState, name: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        pid = state.pids[name]
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                raise ClusterError(
-                    f"{name} exited during start-up; the last lines of its log "
-                    f"({self.logs / (name + '.log')}):\n{tail(self.logs / (name + '.log'))}"
-                )
-            if ready():
-                return
-            time.sleep(0.2)
-        raise ClusterError(
-            f"{name} was not ready after {START_TIMEOUT_S:.0f} s; the last lines of its log:\n"
-            f"{tail(self.logs / (name + '.log'))}"
-        )
+        wait_ready(name, {name: state.pids[name]}, self.logs, ready, START_TIMEOUT_S)
 
     def _etcd_args(self, s: ClusterState) -> list[str]:
         client = f"http://127.0.0.1:{s.etcd_port}"

@@ -36,9 +36,12 @@ from .common import (
     ClusterError,
     alive,
     build_images,
-    die_with_parent,
     free_port,
+    reap,
+    spawn,
+    stop_processes,
     tail,
+    wait_ready,
 )
 from .pki import write_kubeconfig
 
@@ -669,23 +672,16 @@ class Node:
         binary = Path(state.bin_dir) / name
         if not binary.exists():
             raise ClusterError(f"{binary} is missing; run hack/build-node.sh")
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{name}.log").open("ab")
         env = dict(os.environ)
         # containerd finds its runc shim on PATH.
         env["PATH"] = f"{state.bin_dir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
-        proc = subprocess.Popen(
+        state.pids[name] = spawn(
             [str(binary), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            self.logs / f"{name}.log",
             env=env,
             cwd=self.dir,
-            preexec_fn=die_with_parent if self.die_with_parent else None,
+            with_parent=self.die_with_parent,
         )
-        log.close()
-        state.pids[name] = proc.pid
         state.args[name] = args
         save(state)
 
@@ -695,32 +691,11 @@ class Node:
         state = self._load()
         if state is None or name not in state.args:
             raise ClusterError(f"no node process {name} in {self.cluster_dir}")
-        pid = state.pids[name]
-        _signal_group(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.02)
+        stop_processes([state.pids[name]], sig=signal.SIGKILL)
         self._spawn(state, save, name, state.args[name])
 
     def _wait(self, state: NodeState, name: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for component, pid in state.pids.items():
-                if not alive(pid):
-                    log = self.logs / f"{component}.log"
-                    raise ClusterError(
-                        f"{component} exited during start-up; the last lines of its log "
-                        f"({log}):\n{tail(log)}"
-                    )
-            if ready():
-                return
-            time.sleep(0.2)
-        log = self.logs / f"{name}.log"
-        raise ClusterError(
-            f"{name} was not ready after {START_TIMEOUT_S:.0f} s; the last lines of its log "
-            f"({log}):\n{tail(log)}"
-        )
+        wait_ready(name, dict(state.pids), self.logs, ready, START_TIMEOUT_S)
 
     def health(self) -> dict[str, str]:
         state = self._load()
@@ -739,17 +714,11 @@ class Node:
         if state:
             # Everything the node held is deleted below, so there is nothing to shut
             # down gracefully: kill at once (a kubelet given SIGTERM drains for seconds).
-            for name in reversed(NODE_COMPONENTS):
-                pid = state.pids.get(name)
-                if pid and alive(pid):
-                    _signal_group(pid, signal.SIGKILL)
-                    stopped.append(name)
-            deadline = time.monotonic() + 10
-            for pid in state.pids.values():
-                while alive(pid) and time.monotonic() < deadline:
-                    _reap(pid)
-                    time.sleep(0.02)
-                _reap(pid)
+            stopped = [n for n in reversed(NODE_COMPONENTS) if alive(state.pids.get(n, 0) or 0)]
+            stop_processes(
+                [state.pids[n] for n in reversed(NODE_COMPONENTS) if state.pids.get(n)],
+                sig=signal.SIGKILL,
+            )
         self.cleanup(state)
         return stopped
 
@@ -794,7 +763,7 @@ class Node:
             deadline = time.monotonic() + 5
             while any(alive(p) for p in pids) and time.monotonic() < deadline:
                 for p in pids:
-                    _reap(p)
+                    reap(p)
                 time.sleep(0.05)
 
 
@@ -862,16 +831,6 @@ def _archive_ids(archives: Path) -> dict[str, str]:
 
 def _log(message: str) -> None:
     print(f"[node] {message}", file=sys.stderr, flush=True)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _shim_pids(socket: Path) -> Iterable[int]:
