@@ -24,6 +24,8 @@ import yaml
 
 import localcluster
 from datamesh.api.constants import MANAGED_BY_LABEL
+from datamesh.api.models import DataProduct
+from datamesh.controller.provisioning import LABEL_PRODUCT, plan
 from localcluster import gitops
 from localcluster import node as node_module
 from localcluster.argocd import ArgoCD
@@ -421,26 +423,29 @@ def test_the_operator_restarting_mid_sync_changes_nothing_in_the_end_state(mesh:
         mesh.wait_product(name, ready, "Ready")
     after = operator_pods()
     assert after and not after & before, "the operator's pod was not replaced"
+    # Exactly the children the operator's plan names, each once, owned as planned (the
+    # claim of a Retain product by nobody, so no cascade can reach it).
+    kinds = "pvc,configmap,serviceaccount,cronjob,role,rolebinding"
     for name in names:
         product = mesh.get("dataproduct", name)
         assert product
         uid = product["metadata"]["uid"]
-        # One of each child, owned by the product (the claim of a Retain product by
-        # nobody, so no cascade can reach it).
-        for kind, child, owner in (
-            ("pvc", f"{name}-data", []),
-            ("cronjob", f"{name}-pipeline", [uid]),
-            ("configmap", f"{name}-contract", [uid]),
-            ("serviceaccount", f"{name}-pipeline", [uid]),
-        ):
-            obj = mesh.get(kind, child)
-            assert obj, (kind, child)
-            owners = [o["uid"] for o in obj["metadata"].get("ownerReferences") or []]
-            assert owners == owner, (kind, child, owners)
-        jobs = mesh.kubectl(
-            "get", "cronjobs", "-n", DOMAIN, "-l", f"datamesh.io/product={name}", "-o", "name"
-        )
-        assert jobs.split() == [f"cronjob.batch/{name}-pipeline"], jobs
+        planned = {
+            (c.kind, c.manifest["metadata"]["name"]): [
+                o["uid"] for o in c.manifest["metadata"].get("ownerReferences") or []
+            ]
+            for c in plan(DataProduct.model_validate(product), uid, compliant=True)
+        }
+        found = json.loads(
+            mesh.kubectl("get", kinds, "-n", DOMAIN, "-l", f"{LABEL_PRODUCT}={name}", "-o", "json")
+        )["items"]
+        assert {
+            (o["kind"], o["metadata"]["name"]): [
+                r["uid"] for r in o["metadata"].get("ownerReferences") or []
+            ]
+            for o in found
+        } == planned
+        assert len(found) == len(planned)
     mesh.wait_app(
         DOMAIN_APP,
         lambda a: gitops.settled(a, revision) and app_health(a) == "Healthy",
