@@ -80,8 +80,10 @@ def main() -> int:
         print(f"$ kubectl {' '.join(cmd)}")
         print(kubectl(*cmd), flush=True)
     print(
-        "ArgoCD keeps running: commit to the work tree in "
-        f"{remote.work}, push, and watch the products follow. `make cluster-down` stops it."
+        f"ArgoCD keeps running. Commit in {remote.work} and `git push`: ArgoCD sees the commit "
+        "within a minute, or at once after\n  kubectl annotate applications.argoproj.io "
+        f"-n {gitops.NAMESPACE} products-sales {gitops.REFRESH_ANNOTATION}=normal\n"
+        "(what a push webhook does). `make cluster-down` stops it."
     )
     return 0
 

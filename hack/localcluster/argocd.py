@@ -149,6 +149,9 @@ class ArgoCD:
                     "--address=127.0.0.1",
                     "--metrics-address=127.0.0.1",
                     f"--redis={redis_addr}",
+                    # How long the commit a branch points at is remembered (ArgoCD: 3 min):
+                    # a commit pushed without a webhook is seen at the next resync after it.
+                    f"--revision-cache-expiration={resync_seconds}s",
                     "--disable-tls",
                     "--client-ca-path=",  # its default only makes sense with TLS
                     "--loglevel=info",
