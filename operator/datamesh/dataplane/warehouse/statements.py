@@ -1,0 +1,147 @@
+"""The statements that bring a product's observed warehouse objects to its plan, and the
+differences no statement may fix. Pure, so "nothing changed, nothing sent" is a property
+of this function: equal states give no statements.
+
+Only additive changes are made to a table that exists (new columns, comments, grants).
+A changed column type, a dropped column, a column turned NOT NULL or a changed primary
+key is a breaking change: it belongs in a new major version (a new table), so it is
+reported and nothing of that table is altered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from datamesh.dataplane.warehouse.plan import Column, ProductWarehouse, Table
+
+# What the pipeline role may do on its own tables.
+WRITER_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE"
+
+
+@dataclass(frozen=True)
+class ObservedTable:
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...]
+    comment: str | None
+    # Roles of the mesh (prefixed) that hold SELECT on the table, the pipeline role aside.
+    readers: frozenset[str]
+    writer_granted: bool
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the warehouse holds of one product's objects (an engine reads its catalog)."""
+
+    schema_exists: bool = False
+    roles: frozenset[str] = frozenset()  # which of the plan's roles exist
+    schema_usage: frozenset[str] = frozenset()  # roles with USAGE on the schema
+    tables: dict[str, ObservedTable] = field(default_factory=dict)
+
+
+@dataclass
+class Changes:
+    statements: list[str] = field(default_factory=list)
+    # Breaking differences left alone, one message each, naming table and column.
+    conflicts: list[str] = field(default_factory=list)
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str | None) -> str:
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+
+
+def qualified(table: Table) -> str:
+    return f"{ident(table.schema)}.{ident(table.name)}"
+
+
+def changes(desired: ProductWarehouse, observed: Observed) -> Changes:
+    out = Changes()
+    roles = {desired.pipeline_role} | {r for t in desired.tables for r in t.readers}
+    if not observed.schema_exists:
+        out.statements.append(f"CREATE SCHEMA {ident(desired.schema)}")
+    for role in sorted(roles - observed.roles):
+        login = "LOGIN" if role == desired.pipeline_role else "NOLOGIN"
+        out.statements.append(f"CREATE ROLE {ident(role)} {login}")
+    for role in sorted(roles - observed.schema_usage):
+        out.statements.append(f"GRANT USAGE ON SCHEMA {ident(desired.schema)} TO {ident(role)}")
+    for table in desired.tables:
+        existing = observed.tables.get(table.name)
+        if existing is None:
+            out.statements.extend(_create(table, desired.pipeline_role))
+        else:
+            _update(table, existing, desired.pipeline_role, out)
+    return out
+
+
+def _create(table: Table, writer: str) -> list[str]:
+    columns = [
+        f"{ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in table.columns
+    ]
+    if table.primary_key:
+        columns.append(f"PRIMARY KEY ({', '.join(ident(c) for c in table.primary_key)})")
+    statements = [f"CREATE TABLE {qualified(table)} ({', '.join(columns)})"]
+    if table.comment is not None:
+        statements.append(f"COMMENT ON TABLE {qualified(table)} IS {literal(table.comment)}")
+    statements.extend(
+        f"COMMENT ON COLUMN {qualified(table)}.{ident(c.name)} IS {literal(c.comment)}"
+        for c in table.columns
+        if c.comment is not None
+    )
+    statements.append(f"GRANT {WRITER_PRIVILEGES} ON {qualified(table)} TO {ident(writer)}")
+    statements.extend(
+        f"GRANT SELECT ON {qualified(table)} TO {ident(r)}" for r in sorted(table.readers)
+    )
+    return statements
+
+
+def _update(table: Table, existing: ObservedTable, writer: str, out: Changes) -> None:
+    where = f"table {table.schema}.{table.name}"
+    conflicts = []
+    wanted = {c.name: c for c in table.columns}
+    for name, have in existing.columns.items():
+        want = wanted.get(name)
+        if want is None:
+            conflicts.append(f"{where}: column {name} is no longer in the contract")
+        elif want.type != have.type:
+            conflicts.append(
+                f"{where}: column {name} is {have.type}, the contract says {want.type}"
+            )
+        elif want.not_null and not have.not_null:
+            conflicts.append(f"{where}: column {name} would become NOT NULL")
+    if existing.primary_key != table.primary_key:
+        conflicts.append(
+            f"{where}: primary key is ({', '.join(existing.primary_key)}), "
+            f"the contract says ({', '.join(table.primary_key)})"
+        )
+    if conflicts:
+        out.conflicts.extend(
+            c + " (a breaking change needs a new major version; nothing was altered)"
+            for c in conflicts
+        )
+        return
+    target = qualified(table)
+    for column in table.columns:
+        if column.name not in existing.columns:
+            not_null = " NOT NULL" if column.not_null else ""
+            out.statements.append(
+                f"ALTER TABLE {target} ADD COLUMN {ident(column.name)} {column.type}{not_null}"
+            )
+        current = existing.columns.get(column.name)
+        if column.comment != (current.comment if current else None):
+            out.statements.append(
+                f"COMMENT ON COLUMN {target}.{ident(column.name)} IS {literal(column.comment)}"
+            )
+    if table.comment != existing.comment:
+        out.statements.append(f"COMMENT ON TABLE {target} IS {literal(table.comment)}")
+    if not existing.writer_granted:
+        out.statements.append(f"GRANT {WRITER_PRIVILEGES} ON {target} TO {ident(writer)}")
+    out.statements.extend(
+        f"GRANT SELECT ON {target} TO {ident(r)}" for r in sorted(table.readers - existing.readers)
+    )
+    out.statements.extend(
+        f"REVOKE SELECT ON {target} FROM {ident(r)}"
+        for r in sorted(existing.readers - table.readers)
+    )
