@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"no node on this machine: {refused}; the control plane runs alone", file=sys.stderr
             )
-    cluster = LocalCluster(directory, node=node)
+    cluster = LocalCluster(directory, node=node, warehouse=args.command == "up")
     try:
         if args.command == "build":
             print(build_binaries())
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             state = cluster.load()
             if not (state and state.node):
                 health = cluster.health()
-            health |= cluster.argocd.health()
+            health |= cluster.warehouse.health() | cluster.argocd.health()
             for name, text in health.items():
                 print(f"{name:26} {text}")
             state = cluster.load()

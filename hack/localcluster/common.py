@@ -119,9 +119,12 @@ def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     with_parent: bool = False,
+    user: int | None = None,
+    group: int | None = None,
 ) -> int:
     """Start ``argv`` in a session of its own (so a group signal reaches its children),
-    appending its output to ``log``; with ``with_parent`` it dies with this process."""
+    appending its output to ``log``; with ``with_parent`` it dies with this process;
+    ``user`` and ``group`` (ids) drop root for servers that refuse it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -133,6 +136,8 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
             preexec_fn=die_with_parent if with_parent else None,
+            user=user,
+            group=group,
         )
     return proc.pid
 

@@ -32,6 +32,7 @@ from .common import (
 )
 from .node import NODE_NAME, Node, NodeState, preflight
 from .pki import generate_node_pki, generate_pki, write_kubeconfig
+from .warehouse import Warehouse
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 START_TIMEOUT_S = 60.0
@@ -65,16 +66,23 @@ class LocalCluster:
     """One control plane in one folder. ``start`` is idempotent; ``stop`` is safe to repeat."""
 
     def __init__(
-        self, directory: Path, *, die_with_parent: bool = False, node: bool = False
+        self,
+        directory: Path,
+        *,
+        die_with_parent: bool = False,
+        node: bool = False,
+        warehouse: bool = False,
     ) -> None:
         self.dir = directory.resolve()
         self.die_with_parent = die_with_parent
         self.with_node = node
+        self.with_warehouse = warehouse
         self.state_file = self.dir / "state.json"
         self.pki = self.dir / "pki"
         self.logs = self.dir / "logs"
         self.node = Node(self.dir, self.pki, die_with_parent=die_with_parent)
         self.argocd = ArgoCD(self.dir, die_with_parent=die_with_parent)
+        self.warehouse = Warehouse(self.dir, die_with_parent=die_with_parent)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -91,6 +99,8 @@ class LocalCluster:
     def start(self, bin_dir: Path | None = None) -> ClusterState:
         existing = self.load()
         if existing and self.running(existing):
+            if self.with_warehouse and not self.warehouse.running():
+                self.warehouse.start(listen=sorted({"127.0.0.1", existing.host}))
             if existing.node:
                 self.node.sync_images(
                     cache_dir() / "images" / "archives", lambda n: self._save_node(existing, n)
@@ -144,6 +154,15 @@ class LocalCluster:
                     flush=True,
                 )
                 self._start_node(state, node_bin)
+            if self.with_warehouse:
+                # With a node, pods reach it on the bridge's address too.
+                warehouse = self.warehouse.start(listen=sorted({"127.0.0.1", state.host}))
+                print(
+                    f"[cluster] warehouse: PostgreSQL on port {warehouse.port} "
+                    f"(admin connection in {self.warehouse.state_file})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         except BaseException:
             self.stop()
             raise
@@ -193,7 +212,7 @@ class LocalCluster:
             if (self.dir / "node").exists():
                 self.node.cleanup()
             return []
-        stopped = self.argocd.stop()
+        stopped = self.argocd.stop() + self.warehouse.stop()
         stopped += self.node.stop() if state.node or (self.dir / "node").exists() else []
         pids = [state.pids[name] for name in reversed(COMPONENTS) if state.pids.get(name)]
         stopped += [name for name in reversed(COMPONENTS) if alive(state.pids.get(name, 0) or 0)]

@@ -39,6 +39,9 @@ class ProductWarehouse:
     schema: str
     pipeline_role: str
     tables: tuple[Table, ...]
+    # Roles that log in: the product's pipeline and its consumers' pipelines (whichever
+    # product is provisioned first creates a consumer's role); readers' roles are groups.
+    login_roles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,9 @@ def plan(product: DataProduct, consumers: Iterable[Consumer] = ()) -> ProductWar
         for field in spec.schema_.fields
     )
     primary_key = tuple(field.name for field in spec.schema_.fields if field.primary_key)
+    consumer_roles = {WarehouseNames(c.domain, c.product).pipeline_role for c in consumers}
     readers = frozenset(
-        [reader_role(domain) for domain in spec.access.readers.domains]
-        + [WarehouseNames(c.domain, c.product).pipeline_role for c in consumers]
+        {reader_role(domain) for domain in spec.access.readers.domains} | consumer_roles
     )
     tables = tuple(
         Table(
@@ -81,4 +84,9 @@ def plan(product: DataProduct, consumers: Iterable[Consumer] = ()) -> ProductWar
         for port in spec.output_ports
         if port.type == PortType.TABLE
     )
-    return ProductWarehouse(schema=names.schema, pipeline_role=names.pipeline_role, tables=tables)
+    return ProductWarehouse(
+        schema=names.schema,
+        pipeline_role=names.pipeline_role,
+        tables=tables,
+        login_roles=frozenset({names.pipeline_role} | consumer_roles),
+    )

@@ -63,7 +63,7 @@ def changes(desired: ProductWarehouse, observed: Observed) -> Changes:
     if not observed.schema_exists:
         out.statements.append(f"CREATE SCHEMA {ident(desired.schema)}")
     for role in sorted(roles - observed.roles):
-        login = "LOGIN" if role == desired.pipeline_role else "NOLOGIN"
+        login = "LOGIN" if role in desired.login_roles | {desired.pipeline_role} else "NOLOGIN"
         out.statements.append(f"CREATE ROLE {ident(role)} {login}")
     for role in sorted(roles - observed.schema_usage):
         out.statements.append(f"GRANT USAGE ON SCHEMA {ident(desired.schema)} TO {ident(role)}")

@@ -1,0 +1,138 @@
+"""PostgreSQL as the warehouse: reading what exists of a product's planned objects from
+the catalog, and executing the statements that bring them to the plan in one
+transaction (all or nothing: a failure leaves the warehouse as it was).
+
+Another engine (Trino, a cloud warehouse) is another module with the same two methods;
+``plan`` and ``statements`` stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from datamesh.dataplane.warehouse.naming import ROLE_PREFIX
+from datamesh.dataplane.warehouse.plan import Column, ProductWarehouse
+from datamesh.dataplane.warehouse.statements import Observed, ObservedTable
+
+WRITER_PRIVILEGE_SET = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"})
+
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       col_description(c.oid, a.attnum)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+_TABLE = """
+SELECT c.oid, obj_description(c.oid, 'pg_class'),
+       ARRAY(SELECT a.attname FROM pg_index i
+             JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos) ON true
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.pos)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'
+"""
+
+# Who holds which privilege on a table, for the mesh's roles only (others are not ours).
+_GRANTS = """
+SELECT r.rolname, g.privilege_type
+FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) g
+JOIN pg_roles r ON r.oid = g.grantee
+WHERE c.oid = %s AND r.rolname LIKE %s
+"""
+
+
+class PostgresWarehouse:
+    """One connection string (the warehouse's admin, from its Secret)."""
+
+    def __init__(self, dsn: str, *, connect_timeout: int = 5) -> None:
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn, connect_timeout=self.connect_timeout, autocommit=True)
+
+    def observe(self, desired: ProductWarehouse) -> Observed:
+        """What exists of ``desired``'s schema, roles, schema rights and tables."""
+        roles = sorted({desired.pipeline_role} | {r for t in desired.tables for r in t.readers})
+        with self._connect() as conn:
+            schema_exists = bool(
+                conn.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (desired.schema,)
+                ).fetchone()
+            )
+            existing_roles = frozenset(
+                row[0]
+                for row in conn.execute(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,)
+                )
+            )
+            usage: frozenset[str] = frozenset()
+            if schema_exists and existing_roles:
+                usage = frozenset(
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) "
+                        "AND has_schema_privilege(rolname, %s, 'USAGE')",
+                        (sorted(existing_roles), desired.schema),
+                    )
+                )
+            tables = {}
+            if schema_exists:
+                for table in desired.tables:
+                    found = self._table(conn, desired.schema, table.name, desired.pipeline_role)
+                    if found is not None:
+                        tables[table.name] = found
+        return Observed(
+            schema_exists=schema_exists,
+            roles=existing_roles,
+            schema_usage=usage,
+            tables=tables,
+        )
+
+    @staticmethod
+    def _table(
+        conn: psycopg.Connection[Any], schema: str, name: str, writer: str
+    ) -> ObservedTable | None:
+        row = conn.execute(_TABLE, (schema, name)).fetchone()
+        if row is None:
+            return None
+        oid, comment, primary_key = row
+        columns = {
+            col: Column(name=col, type=type_, not_null=bool(not_null), comment=col_comment)
+            for col, type_, not_null, col_comment in conn.execute(_COLUMNS, (schema, name))
+        }
+        privileges: dict[str, set[str]] = {}
+        for role, privilege in conn.execute(_GRANTS, (oid, ROLE_PREFIX + "%")):
+            privileges.setdefault(role, set()).add(privilege)
+        return ObservedTable(
+            columns=columns,
+            primary_key=tuple(primary_key),
+            comment=comment,
+            readers=frozenset(r for r, p in privileges.items() if r != writer and "SELECT" in p),
+            writer_granted=privileges.get(writer, set()) >= WRITER_PRIVILEGE_SET,
+        )
+
+    def set_password(self, role: str, password: str) -> None:
+        """The pipeline role's login password (never part of logged statements)."""
+        with self._connect() as conn:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+
+    def apply(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction."""
+        if not statements:
+            return
+        with self._connect() as conn, conn.transaction():
+            for statement in statements:
+                conn.execute(statement.encode())
