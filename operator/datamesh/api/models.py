@@ -25,7 +25,9 @@ SEMVER = (
 )
 DURATION = r"^[1-9][0-9]{0,5}(s|m|h|d)$"
 QUANTITY = r"^[1-9][0-9]{0,6}(Mi|Gi|Ti)$"
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# A column name: also a SQL identifier, so at most 63 bytes (PostgreSQL's limit; longer
+# names are truncated there, silently).
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,}$"
 
 
@@ -253,7 +255,9 @@ class SchemaField(ApiModel):
         ),
     ]
 
-    name: str = _d("Column name (letters, digits, underscore).", pattern=IDENTIFIER, max_length=128)
+    name: str = _d(
+        "Column name (letters, digits, underscore; at most 63).", pattern=IDENTIFIER, max_length=63
+    )
     type: FieldType = _d("Logical type of the column.")
     description: str | None = _d(
         "What the column means, for consumers.", default=None, max_length=1024
@@ -328,7 +332,7 @@ class QualityCheck(ApiModel):
         "SQL query returning the share of passing rows (0..1).", default=None, max_length=4096
     )
     column: str | None = _d(
-        "Column the built-in rule applies to.", default=None, pattern=IDENTIFIER, max_length=128
+        "Column the built-in rule applies to.", default=None, pattern=IDENTIFIER, max_length=63
     )
     threshold: float = _d("Minimum passing share, 0..1.", default=1.0, ge=0, le=1)
     severity: Severity = _d("How bad a failure is.", default=Severity.ERROR)

@@ -21,8 +21,9 @@ from jsonschema import Draft4Validator
 from datamesh.api import crd
 from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL, namespace_domain
 from datamesh.api.fieldpath import field_path
-from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, Violation
-from datamesh.governance import access, policy
+from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, PortType, Violation
+from datamesh.governance import access, policy, warehouse_names
+from datamesh.governance.breaking_changes import semver
 from datamesh.governance.cel import environment
 from datamesh.governance.lineage import Graph
 from datamesh.meshctl.loader import Document, Problem
@@ -346,6 +347,7 @@ def validate(
             assert obj is None or isinstance(obj, DataProduct)
             if obj is not None:
                 problems.extend(_placement(doc, obj))
+                problems.extend(_warehouse_names(doc, obj))
             report.products.append(
                 ProductResult(doc.file, doc.line, namespace, name, obj, problems)
             )
@@ -467,6 +469,18 @@ def _placement(doc: Document, product: DataProduct) -> list[Problem]:
             )
         )
     return out
+
+
+def _warehouse_names(doc: Document, product: DataProduct) -> list[Problem]:
+    """Names the warehouse would truncate (over 63 bytes), refused before provisioning."""
+    spec = product.spec
+    ports = [(i, p.name) for i, p in enumerate(spec.output_ports) if p.type == PortType.TABLE]
+    return [
+        Problem(doc.file, doc.line_of(list(path)), doc.ref, field_path(path), message)
+        for path, message in warehouse_names.problems(
+            spec.domain, product.metadata.name, semver(spec.version)[0], ports
+        )
+    ]
 
 
 def _lineage(results: list[ProductResult]) -> None:

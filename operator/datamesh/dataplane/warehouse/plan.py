@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from datamesh.api.models import DataProduct, PortType
-from datamesh.dataplane.warehouse.naming import WarehouseNames, checked, reader_role
 from datamesh.dataplane.warehouse.types import postgres_type
 from datamesh.governance.breaking_changes import semver
+from datamesh.governance.warehouse_names import WarehouseNames, checked, reader_role
 
 
 @dataclass(frozen=True)

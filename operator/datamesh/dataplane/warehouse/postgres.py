@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from datamesh.dataplane.warehouse.naming import ROLE_PREFIX
 from datamesh.dataplane.warehouse.plan import Column, ProductWarehouse
 from datamesh.dataplane.warehouse.statements import Observed, ObservedTable
+from datamesh.governance.warehouse_names import ROLE_PREFIX
 
 WRITER_PRIVILEGE_SET = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"})
 

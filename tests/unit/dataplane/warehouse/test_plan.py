@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datamesh.dataplane.warehouse.naming import IdentifierTooLong, reader_role
 from datamesh.dataplane.warehouse.plan import Consumer, plan
+from datamesh.governance.warehouse_names import IdentifierTooLong, reader_role
 from tests.support.factories import product
 
 PORTS = [
