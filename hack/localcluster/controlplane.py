@@ -207,12 +207,14 @@ class LocalCluster:
     def stop(self) -> list[str]:
         """Stops every process this folder started; returns what it stopped."""
         state = self.load()
+        # ArgoCD and the warehouse keep state files of their own: they are stopped even
+        # when the control plane's is gone (a crash mid-start).
+        stopped = self.argocd.stop() + self.warehouse.stop()
         if state is None:
-            # A node whose state file is gone (a crash mid-start) is still cleaned up.
+            # A node whose state file is gone is still cleaned up.
             if (self.dir / "node").exists():
                 self.node.cleanup()
-            return []
-        stopped = self.argocd.stop() + self.warehouse.stop()
+            return stopped
         stopped += self.node.stop() if state.node or (self.dir / "node").exists() else []
         pids = [state.pids[name] for name in reversed(COMPONENTS) if state.pids.get(name)]
         stopped += [name for name in reversed(COMPONENTS) if alive(state.pids.get(name, 0) or 0)]
