@@ -73,13 +73,16 @@ def denied(dsn: str, statement: str) -> bool:
     return False
 
 
-def orders(version: str = "1.0.0", readers: list[str] | None = None) -> ProductWarehouse:
+def orders(
+    version: str = "1.0.0", readers: list[str] | None = None, **spec: Any
+) -> ProductWarehouse:
     return plan(
         product(
             "orders",
             version=version,
             outputPorts=[PORT],
             access={"readers": {"domains": readers or ["finance"]}},
+            **spec,
         ),
         [Consumer("sales", "revenue-daily")],
     )
@@ -94,10 +97,13 @@ def test_provisioning_then_nothing_sent_when_nothing_changed(
     columns = admin(
         server,
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_schema = 'sales' AND table_name = 'orders_v1' ORDER BY ordinal_position",
+        "WHERE table_schema = 'sales' AND table_name = 'orders__orders_v1' "
+        "ORDER BY ordinal_position",
     )
     assert columns == [("order_id", "text", "NO"), ("amount", "numeric", "YES")]
-    comment = admin(server, "SELECT obj_description('sales.orders_v1'::regclass, 'pg_class')")
+    comment = admin(
+        server, "SELECT obj_description('sales.orders__orders_v1'::regclass, 'pg_class')"
+    )
     assert comment == [("Orders.",)]
 
 
@@ -110,42 +116,42 @@ def test_grants_hold_when_connecting_as_each_role(
     converge(engine, other)
     writer = login(server, desired.pipeline_role)
     with psycopg.connect(writer, autocommit=True) as conn:
-        conn.execute("INSERT INTO sales.orders_v1 VALUES ('o-1', 12.5)")
+        conn.execute("INSERT INTO sales.orders__orders_v1 VALUES ('o-1', 12.5)")
     # A pipeline writes only its own tables.
-    assert denied(writer, "INSERT INTO sales.customers_v1 VALUES ('c-1', 1)")
+    assert denied(writer, "INSERT INTO sales.customers__customers_v1 VALUES ('c-1', 1)")
     # The reader domain reads; another domain is refused.
-    finance = person(server, "fiona", "dm_finance__readers")
+    finance = person(server, "fiona", "dmr_finance")
     with psycopg.connect(finance) as conn:
-        assert conn.execute("SELECT count(*) FROM sales.orders_v1").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM sales.orders__orders_v1").fetchone() == (1,)
     admin(
         server,
-        "DO $$ BEGIN CREATE ROLE dm_marketing__readers NOLOGIN; "
+        "DO $$ BEGIN CREATE ROLE dmr_marketing NOLOGIN; "
         "EXCEPTION WHEN duplicate_object THEN NULL; END $$",
     )
-    marketing = person(server, "mark", "dm_marketing__readers")
-    assert denied(marketing, "SELECT count(*) FROM sales.orders_v1")
+    marketing = person(server, "mark", "dmr_marketing")
+    assert denied(marketing, "SELECT count(*) FROM sales.orders__orders_v1")
     # The consumer's pipeline reads the upstream it names, and not the one it does not.
-    consumer = login(server, "dm_sales__revenue_daily")
+    consumer = login(server, "dmp_sales__revenue_daily")
     with psycopg.connect(consumer) as conn:
-        assert conn.execute("SELECT sum(amount) FROM sales.orders_v1").fetchone() == (12.5,)
-    assert denied(consumer, "SELECT * FROM sales.customers_v1")
-    assert denied(finance, "INSERT INTO sales.orders_v1 VALUES ('o-2', 1)")
+        assert conn.execute("SELECT sum(amount) FROM sales.orders__orders_v1").fetchone() == (12.5,)
+    assert denied(consumer, "SELECT * FROM sales.customers__customers_v1")
+    assert denied(finance, "INSERT INTO sales.orders__orders_v1 VALUES ('o-2', 1)")
 
     # Removing the reader domain revokes its grant.
     statements = converge(engine, orders(readers=["marketing"]))
-    assert 'REVOKE SELECT ON "sales"."orders_v1" FROM "dm_finance__readers"' in statements
-    assert denied(finance, "SELECT count(*) FROM sales.orders_v1")
+    assert 'REVOKE SELECT ON "sales"."orders__orders_v1" FROM "dmr_finance"' in statements
+    assert denied(finance, "SELECT count(*) FROM sales.orders__orders_v1")
 
 
 def test_a_major_version_is_a_new_table_beside_the_old_one_with_its_rows(
     engine: PostgresWarehouse, server: WarehouseState
 ) -> None:
     converge(engine, orders())
-    admin(server, "INSERT INTO sales.orders_v1 VALUES ('o-keep', 1) ON CONFLICT DO NOTHING")
-    before = admin(server, "SELECT * FROM sales.orders_v1 ORDER BY order_id")
+    admin(server, "INSERT INTO sales.orders__orders_v1 VALUES ('o-keep', 1) ON CONFLICT DO NOTHING")
+    before = admin(server, "SELECT * FROM sales.orders__orders_v1 ORDER BY order_id")
     converge(engine, orders(version="2.0.0"))
-    assert admin(server, "SELECT count(*) FROM sales.orders_v2") == [(0,)]
-    assert admin(server, "SELECT * FROM sales.orders_v1 ORDER BY order_id") == before
+    assert admin(server, "SELECT count(*) FROM sales.orders__orders_v2") == [(0,)]
+    assert admin(server, "SELECT * FROM sales.orders__orders_v1 ORDER BY order_id") == before
 
 
 def test_a_breaking_change_without_a_major_bump_alters_nothing(
@@ -154,21 +160,14 @@ def test_a_breaking_change_without_a_major_bump_alters_nothing(
     converge(engine, orders())
     base = product().spec.model_dump(by_alias=True)["schema"]["fields"]
     retyped = [{**base[0]}, {**base[1], "type": "string"}]
-    desired = plan(
-        product(
-            "orders",
-            version="1.1.0",
-            outputPorts=[PORT],
-            schema={"format": "parquet", "fields": retyped},
-        )
-    )
+    desired = orders("1.1.0", schema={"format": "parquet", "fields": retyped})
     out = changes(desired, engine.observe(desired))
     assert out.statements == []
     assert out.conflicts and "column amount is numeric, the contract says text" in out.conflicts[0]
     assert admin(
         server,
         "SELECT data_type FROM information_schema.columns WHERE table_schema = 'sales' "
-        "AND table_name = 'orders_v1' AND column_name = 'amount'",
+        "AND table_name = 'orders__orders_v1' AND column_name = 'amount'",
     ) == [("numeric",)]
 
 

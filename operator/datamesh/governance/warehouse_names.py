@@ -1,10 +1,17 @@
-"""Warehouse names of the mesh's objects, and the identifier limit every engine checks.
+"""Warehouse names of the mesh's objects, and the rules every engine's names obey.
 Governance, not the data plane: ``meshctl validate`` refuses a name the warehouse could
 not keep in the pull request, before anything is provisioned.
 
-Kubernetes names allow ``-``, SQL identifiers are simpler when they do not: every name
-here is lower case with ``_``. PostgreSQL truncates identifiers longer than 63 bytes
-silently (two products could then share a role), so a longer one is an error, never cut.
+Kubernetes names allow ``-``, SQL identifiers are simpler without: every name here is
+lower case with ``_``, and ``__`` separates its parts, so a Kubernetes name with ``--``
+(which would read as a separator) is refused rather than risk two objects sharing a name.
+PostgreSQL truncates identifiers longer than 63 bytes silently (two products could then
+share a table or a role), so a longer name is an error, never cut.
+
+    schema          <domain>                       one per domain
+    table           <product>__<port>_v<major>     one per table port and major version
+    pipeline role   dmp_<domain>__<product>        logs in; writes its own tables only
+    reader role     dmr_<domain>                   a group: the domain's people
 """
 
 from __future__ import annotations
@@ -15,22 +22,29 @@ from functools import partial
 
 # PostgreSQL's NAMEDATALEN - 1; other engines allow more, none fewer that we target.
 MAX_IDENTIFIER_BYTES = 63
-# Roles the platform creates start with this, so it never touches a role it did not make.
-ROLE_PREFIX = "dm_"
+PIPELINE_ROLE_PREFIX = "dmp_"
+READER_ROLE_PREFIX = "dmr_"
+# Roles the platform creates start with one of these; it never touches any other role.
+ROLE_PREFIXES = (PIPELINE_ROLE_PREFIX, READER_ROLE_PREFIX)
 
 
-class IdentifierTooLong(ValueError):
-    """A warehouse name longer than the engine keeps; the message names what it is for."""
+class WarehouseNameError(ValueError):
+    """A name the warehouse cannot keep as it is; the message names what it is for."""
 
 
-def sql_name(kubernetes_name: str) -> str:
+def sql_name(kubernetes_name: str, what: str) -> str:
+    if "--" in kubernetes_name:
+        raise WarehouseNameError(
+            f"{what} {kubernetes_name!r} has '--', which the warehouse name would read as "
+            "its '__' separator (use a single '-')"
+        )
     return kubernetes_name.replace("-", "_")
 
 
 def checked(name: str, what: str) -> str:
     size = len(name.encode())
     if size > MAX_IDENTIFIER_BYTES:
-        raise IdentifierTooLong(
+        raise WarehouseNameError(
             f"{what} {name!r} is {size} bytes; the warehouse keeps at most "
             f"{MAX_IDENTIFIER_BYTES} (shorten the name)"
         )
@@ -46,46 +60,54 @@ class WarehouseNames:
 
     @property
     def schema(self) -> str:
-        """One schema per domain."""
-        return checked(sql_name(self.domain), "the schema of domain")
+        return checked(sql_name(self.domain, "domain"), "the schema of domain")
 
     def table(self, port: str, major: int) -> str:
-        """One table per output port and major version, side by side (``orders_v1``)."""
-        return checked(f"{sql_name(port)}_v{major}", "the table of port")
+        """Beside the older majors' tables, which stay until retired."""
+        product = sql_name(self.product, "product")
+        return checked(f"{product}__{sql_name(port, 'port')}_v{major}", "the table of port")
 
     @property
     def pipeline_role(self) -> str:
-        """The role the product's pipeline logs in as: writes its own tables only."""
-        return checked(
-            f"{ROLE_PREFIX}{sql_name(self.domain)}__{sql_name(self.product)}",
-            "the pipeline role of product",
-        )
+        domain, product = sql_name(self.domain, "domain"), sql_name(self.product, "product")
+        return checked(f"{PIPELINE_ROLE_PREFIX}{domain}__{product}", "the pipeline role of product")
 
 
 def reader_role(domain: str) -> str:
     """The group role of a domain's readers (granted to its people outside the mesh)."""
-    return checked(f"{ROLE_PREFIX}{sql_name(domain)}__readers", "the reader role of domain")
+    return checked(f"{READER_ROLE_PREFIX}{sql_name(domain, 'domain')}", "the reader role of domain")
 
 
 def problems(
-    domain: str, product: str, major: int, table_ports: list[tuple[int, str]]
+    domain: str,
+    product: str,
+    major: int,
+    table_ports: list[tuple[int, str]],
+    reader_domains: list[str],
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every warehouse name of a product that is too long, as (field path, message):
-    the schema (domain), the pipeline role (domain and product name) and each table
-    port's versioned table (``table_ports``: index in spec.outputPorts, port name)."""
+    """Every warehouse name of a product the warehouse could not keep, as (field path,
+    message): the schema and reader role of its domain, its pipeline role, each table
+    port's versioned table (``table_ports``: index in spec.outputPorts, port name) and
+    each reader domain's role."""
     names = WarehouseNames(domain, product)
     candidates: list[tuple[tuple[str | int, ...], Callable[[], str]]] = [
         (("spec", "domain"), lambda: names.schema),
+        (("spec", "domain"), partial(reader_role, domain)),
         (("metadata", "name"), lambda: names.pipeline_role),
         *(
             (("spec", "outputPorts", i, "name"), partial(names.table, port, major))
             for i, port in table_ports
         ),
+        *(
+            (("spec", "access", "readers", "domains", i), partial(reader_role, reader))
+            for i, reader in enumerate(reader_domains)
+        ),
     ]
-    out = []
+    out: list[tuple[tuple[str | int, ...], str]] = []
     for path, name in candidates:
         try:
             name()
-        except IdentifierTooLong as exc:
-            out.append((path, str(exc)))
+        except WarehouseNameError as exc:
+            if (path, str(exc)) not in out:
+                out.append((path, str(exc)))
     return out

@@ -478,7 +478,11 @@ def _warehouse_names(doc: Document, product: DataProduct) -> list[Problem]:
     return [
         Problem(doc.file, doc.line_of(list(path)), doc.ref, field_path(path), message)
         for path, message in warehouse_names.problems(
-            spec.domain, product.metadata.name, semver(spec.version)[0], ports
+            spec.domain,
+            product.metadata.name,
+            semver(spec.version)[0],
+            ports,
+            spec.access.readers.domains,
         )
     ]
 

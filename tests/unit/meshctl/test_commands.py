@@ -276,13 +276,13 @@ def test_unknown_base_is_a_usage_error(git_repo: Path, capsys: pytest.CaptureFix
 def test_a_table_name_the_warehouse_would_truncate_is_an_error_on_the_port(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A 61-character port makes the table `<port>_v1` 64 bytes: PostgreSQL would cut it."""
+    """A 53-character port makes `orders__<port>_v1` 64 bytes: PostgreSQL would cut it."""
     path = repo / "products" / "sales" / "orders.yaml"
-    long_port = "p" * 61
+    long_port = "p" * 53
     edit(path, lambda d: d["spec"]["outputPorts"][0].update(name=long_port, type="table"))
     code, out, _ = run(capsys, "validate")
     assert code == 1
     errors = [line for line in out.splitlines() if "orders.yaml" in line and "error" in line]
     assert len(errors) == 1, out
     assert "spec.outputPorts[0].name" in errors[0]
-    assert f"the table of port '{long_port}_v1' is 64 bytes" in errors[0]
+    assert f"the table of port 'orders__{long_port}_v1' is 64 bytes" in errors[0]

@@ -53,7 +53,7 @@ class Consumer:
 
 
 def plan(product: DataProduct, consumers: Iterable[Consumer] = ()) -> ProductWarehouse:
-    """The product's warehouse objects. Raises ``IdentifierTooLong`` or ``UnmappedType``
+    """The product's warehouse objects. Raises ``WarehouseNameError`` or ``UnmappedType``
     (both ``ValueError``) with a message naming the object, for the product's status."""
     spec = product.spec
     names = WarehouseNames(spec.domain, product.metadata.name)

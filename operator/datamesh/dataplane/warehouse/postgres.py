@@ -16,7 +16,7 @@ from psycopg import sql
 
 from datamesh.dataplane.warehouse.plan import Column, ProductWarehouse
 from datamesh.dataplane.warehouse.statements import Observed, ObservedTable
-from datamesh.governance.warehouse_names import ROLE_PREFIX
+from datamesh.governance.warehouse_names import ROLE_PREFIXES
 
 WRITER_PRIVILEGE_SET = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"})
 
@@ -45,7 +45,7 @@ _GRANTS = """
 SELECT r.rolname, g.privilege_type
 FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) g
 JOIN pg_roles r ON r.oid = g.grantee
-WHERE c.oid = %s AND r.rolname LIKE %s
+WHERE c.oid = %s AND (starts_with(r.rolname, %s) OR starts_with(r.rolname, %s))
 """
 
 
@@ -110,7 +110,7 @@ class PostgresWarehouse:
             for col, type_, not_null, col_comment in conn.execute(_COLUMNS, (schema, name))
         }
         privileges: dict[str, set[str]] = {}
-        for role, privilege in conn.execute(_GRANTS, (oid, ROLE_PREFIX + "%")):
+        for role, privilege in conn.execute(_GRANTS, (oid, *ROLE_PREFIXES)):
             privileges.setdefault(role, set()).add(privilege)
         return ObservedTable(
             columns=columns,
@@ -121,11 +121,15 @@ class PostgresWarehouse:
         )
 
     def set_password(self, role: str, password: str) -> None:
-        """The pipeline role's login password (never part of logged statements)."""
+        """The pipeline role's login password. Only its SCRAM verifier, made on this
+        side, reaches the server, so no statement log or statistics hold the password."""
         with self._connect() as conn:
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), role.encode(), b"scram-sha-256"
+            ).decode()
             conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(password)
+                    sql.Identifier(role), sql.Literal(verifier)
                 )
             )
 

@@ -2,10 +2,11 @@
 differences no statement may fix. Pure, so "nothing changed, nothing sent" is a property
 of this function: equal states give no statements.
 
-Only additive changes are made to a table that exists (new columns, comments, grants).
-A changed column type, a dropped column, a column turned NOT NULL or a changed primary
-key is a breaking change: it belongs in a new major version (a new table), so it is
-reported and nothing of that table is altered.
+Only additive changes are made to a table that exists: new nullable columns, a NOT NULL
+dropped, comments. A changed column type, a dropped column, a column turned NOT NULL, a
+new NOT NULL column or a changed primary key is a breaking change: it belongs in a new
+major version (a new table), so it is reported and no column of that table is altered.
+Grants always follow the spec.
 """
 
 from __future__ import annotations
@@ -98,44 +99,9 @@ def _create(table: Table, writer: str) -> list[str]:
 
 
 def _update(table: Table, existing: ObservedTable, writer: str, out: Changes) -> None:
-    where = f"table {table.schema}.{table.name}"
-    conflicts = []
-    wanted = {c.name: c for c in table.columns}
-    for name, have in existing.columns.items():
-        want = wanted.get(name)
-        if want is None:
-            conflicts.append(f"{where}: column {name} is no longer in the contract")
-        elif want.type != have.type:
-            conflicts.append(
-                f"{where}: column {name} is {have.type}, the contract says {want.type}"
-            )
-        elif want.not_null and not have.not_null:
-            conflicts.append(f"{where}: column {name} would become NOT NULL")
-    if existing.primary_key != table.primary_key:
-        conflicts.append(
-            f"{where}: primary key is ({', '.join(existing.primary_key)}), "
-            f"the contract says ({', '.join(table.primary_key)})"
-        )
-    if conflicts:
-        out.conflicts.extend(
-            c + " (a breaking change needs a new major version; nothing was altered)"
-            for c in conflicts
-        )
-        return
     target = qualified(table)
-    for column in table.columns:
-        if column.name not in existing.columns:
-            not_null = " NOT NULL" if column.not_null else ""
-            out.statements.append(
-                f"ALTER TABLE {target} ADD COLUMN {ident(column.name)} {column.type}{not_null}"
-            )
-        current = existing.columns.get(column.name)
-        if column.comment != (current.comment if current else None):
-            out.statements.append(
-                f"COMMENT ON COLUMN {target}.{ident(column.name)} IS {literal(column.comment)}"
-            )
-    if table.comment != existing.comment:
-        out.statements.append(f"COMMENT ON TABLE {target} IS {literal(table.comment)}")
+    # Who may read and write follows the spec even while the columns are in conflict:
+    # a reader removed from the spec loses access at once.
     if not existing.writer_granted:
         out.statements.append(f"GRANT {WRITER_PRIVILEGES} ON {target} TO {ident(writer)}")
     out.statements.extend(
@@ -145,3 +111,51 @@ def _update(table: Table, existing: ObservedTable, writer: str, out: Changes) ->
         f"REVOKE SELECT ON {target} FROM {ident(r)}"
         for r in sorted(existing.readers - table.readers)
     )
+    conflicts = _column_conflicts(table, existing)
+    if conflicts:
+        out.conflicts.extend(
+            f"table {table.schema}.{table.name}: {c} (a breaking change needs a new major "
+            "version; nothing of the table was altered)"
+            for c in conflicts
+        )
+        return
+    for column in table.columns:
+        current = existing.columns.get(column.name)
+        if current is None:
+            out.statements.append(
+                f"ALTER TABLE {target} ADD COLUMN {ident(column.name)} {column.type}"
+            )
+        elif current.not_null and not column.not_null:
+            out.statements.append(
+                f"ALTER TABLE {target} ALTER COLUMN {ident(column.name)} DROP NOT NULL"
+            )
+        if column.comment != (current.comment if current else None):
+            out.statements.append(
+                f"COMMENT ON COLUMN {target}.{ident(column.name)} IS {literal(column.comment)}"
+            )
+    if table.comment != existing.comment:
+        out.statements.append(f"COMMENT ON TABLE {target} IS {literal(table.comment)}")
+
+
+def _column_conflicts(table: Table, existing: ObservedTable) -> list[str]:
+    """What only a new major version may change."""
+    conflicts = []
+    wanted = {c.name: c for c in table.columns}
+    for name, have in existing.columns.items():
+        want = wanted.get(name)
+        if want is None:
+            conflicts.append(f"column {name} is no longer in the contract")
+        elif want.type != have.type:
+            conflicts.append(f"column {name} is {have.type}, the contract says {want.type}")
+        elif want.not_null and not have.not_null:
+            conflicts.append(f"column {name} would become NOT NULL")
+    for name, want in wanted.items():
+        # Rows already there would have no value for it.
+        if name not in existing.columns and want.not_null:
+            conflicts.append(f"new column {name} is NOT NULL")
+    if existing.primary_key != table.primary_key:
+        conflicts.append(
+            f"primary key is ({', '.join(existing.primary_key)}), "
+            f"the contract says ({', '.join(table.primary_key)})"
+        )
+    return conflicts

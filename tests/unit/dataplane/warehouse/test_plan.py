@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from datamesh.dataplane.warehouse.plan import Consumer, plan
-from datamesh.governance.warehouse_names import IdentifierTooLong, reader_role
+from datamesh.governance.warehouse_names import WarehouseNameError, reader_role
 from tests.support.factories import product
 
 PORTS = [
@@ -24,8 +24,8 @@ def test_one_table_per_table_port_and_major_version_in_the_domains_schema() -> N
         )
     )
     assert planned.schema == "product_analytics"
-    assert [t.name for t in planned.tables] == ["order_lines_v2"]
-    assert planned.pipeline_role == "dm_product_analytics__orders"
+    assert [t.name for t in planned.tables] == ["orders__order_lines_v2"]
+    assert planned.pipeline_role == "dmp_product_analytics__orders"
 
 
 def test_columns_types_keys_and_comments_come_from_the_contract() -> None:
@@ -42,10 +42,23 @@ def test_columns_types_keys_and_comments_come_from_the_contract() -> None:
 def test_readers_are_reader_domains_and_consumer_pipelines() -> None:
     prod = product(outputPorts=PORTS, access={"readers": {"domains": ["finance"]}})
     table = plan(prod, [Consumer("marketing", "campaigns")]).tables[0]
-    assert table.readers == {reader_role("finance"), "dm_marketing__campaigns"}
+    assert table.readers == {reader_role("finance"), "dmp_marketing__campaigns"}
 
 
 def test_a_name_over_63_bytes_is_an_error_naming_it_never_truncated() -> None:
-    long_port = [{"name": "p" * 61, "type": "table", "location": "x"}]
-    with pytest.raises(IdentifierTooLong, match=r"the table of port 'p{61}_v1' is 64 bytes"):
+    long_port = [{"name": "p" * 53, "type": "table", "location": "x"}]
+    with pytest.raises(WarehouseNameError, match=r"table of port 'orders__p{53}_v1' is 64 bytes"):
         plan(product(outputPorts=long_port))
+
+
+def test_two_products_with_the_same_port_name_get_two_tables() -> None:
+    """Ports are named per product (`warehouse` is common): the table names the product."""
+    port = [{"name": "warehouse", "type": "table", "location": "x"}]
+    first = plan(product("orders", outputPorts=port)).tables[0]
+    second = plan(product("customers", outputPorts=port)).tables[0]
+    assert (first.name, second.name) == ("orders__warehouse_v1", "customers__warehouse_v1")
+
+
+def test_a_product_named_like_a_reader_role_gets_a_pipeline_role_of_its_own() -> None:
+    assert plan(product("readers", outputPorts=[])).pipeline_role == "dmp_sales__readers"
+    assert reader_role("sales") == "dmr_sales"

@@ -15,7 +15,7 @@ from datamesh.dataplane.warehouse.statements import (
 )
 from tests.support.factories import product
 
-PORTS = [{"name": "orders", "type": "table", "location": "sales.orders"}]
+PORTS = [{"name": "lines", "type": "table", "location": "sales.orders"}]
 
 
 def desired(**spec: object) -> ProductWarehouse:
@@ -47,18 +47,18 @@ def test_from_nothing_everything_is_created_in_dependency_order() -> None:
     assert out.conflicts == []
     assert out.statements == [
         'CREATE SCHEMA "sales"',
-        'CREATE ROLE "dm_finance__readers" NOLOGIN',
-        'CREATE ROLE "dm_sales__orders" LOGIN',
-        'GRANT USAGE ON SCHEMA "sales" TO "dm_finance__readers"',
-        'GRANT USAGE ON SCHEMA "sales" TO "dm_sales__orders"',
-        'CREATE TABLE "sales"."orders_v1" ("order_id" text NOT NULL, "amount" numeric, '
+        'CREATE ROLE "dmp_sales__orders" LOGIN',
+        'CREATE ROLE "dmr_finance" NOLOGIN',
+        'GRANT USAGE ON SCHEMA "sales" TO "dmp_sales__orders"',
+        'GRANT USAGE ON SCHEMA "sales" TO "dmr_finance"',
+        'CREATE TABLE "sales"."orders__lines_v1" ("order_id" text NOT NULL, "amount" numeric, '
         'PRIMARY KEY ("order_id"))',
-        'COMMENT ON TABLE "sales"."orders_v1" IS \'Orders.\'',
-        'COMMENT ON COLUMN "sales"."orders_v1"."order_id" IS \'Order id.\'',
-        'COMMENT ON COLUMN "sales"."orders_v1"."amount" IS \'Amount.\'',
-        'GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON "sales"."orders_v1" '
-        'TO "dm_sales__orders"',
-        'GRANT SELECT ON "sales"."orders_v1" TO "dm_finance__readers"',
+        'COMMENT ON TABLE "sales"."orders__lines_v1" IS \'Orders.\'',
+        'COMMENT ON COLUMN "sales"."orders__lines_v1"."order_id" IS \'Order id.\'',
+        'COMMENT ON COLUMN "sales"."orders__lines_v1"."amount" IS \'Amount.\'',
+        'GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON "sales"."orders__lines_v1" '
+        'TO "dmp_sales__orders"',
+        'GRANT SELECT ON "sales"."orders__lines_v1" TO "dmr_finance"',
     ]
 
 
@@ -82,33 +82,54 @@ def test_a_minor_version_adds_a_column_and_a_reader_change_grants_and_revokes() 
         )
     )
     observed = observed_as(old)
-    observed = dataclasses.replace(observed, roles=observed.roles | {"dm_marketing__readers"})
+    observed = dataclasses.replace(observed, roles=observed.roles | {"dmr_marketing"})
     out = changes(new, observed)
     assert out.conflicts == []
     assert out.statements == [
-        'GRANT USAGE ON SCHEMA "sales" TO "dm_marketing__readers"',
-        'ALTER TABLE "sales"."orders_v1" ADD COLUMN "currency" text',
-        'COMMENT ON COLUMN "sales"."orders_v1"."currency" IS \'ISO code.\'',
-        'GRANT SELECT ON "sales"."orders_v1" TO "dm_marketing__readers"',
-        'REVOKE SELECT ON "sales"."orders_v1" FROM "dm_finance__readers"',
+        'GRANT USAGE ON SCHEMA "sales" TO "dmr_marketing"',
+        'GRANT SELECT ON "sales"."orders__lines_v1" TO "dmr_marketing"',
+        'REVOKE SELECT ON "sales"."orders__lines_v1" FROM "dmr_finance"',
+        'ALTER TABLE "sales"."orders__lines_v1" ADD COLUMN "currency" text',
+        'COMMENT ON COLUMN "sales"."orders__lines_v1"."currency" IS \'ISO code.\'',
     ]
 
 
 def test_a_breaking_difference_alters_nothing_of_that_table_and_says_why() -> None:
     planned = desired()
     observed = observed_as(planned)
-    table = observed.tables["orders_v1"]
+    table = observed.tables["orders__lines_v1"]
     columns = dict(table.columns)
     columns["amount"] = Column("amount", "text", False, "Amount.")
     columns["legacy"] = Column("legacy", "text", False, None)
-    observed.tables["orders_v1"] = dataclasses.replace(table, columns=columns, readers=frozenset())
+    observed.tables["orders__lines_v1"] = dataclasses.replace(
+        table, columns=columns, readers=frozenset()
+    )
     out = changes(planned, observed)
-    assert out.statements == []
+    # The readers still follow the spec; no column is touched.
+    assert out.statements == [
+        'GRANT SELECT ON "sales"."orders__lines_v1" TO "dmr_finance"',
+    ]
+    suffix = " (a breaking change needs a new major version; nothing of the table was altered)"
     assert out.conflicts == [
-        "table sales.orders_v1: column amount is text, the contract says numeric (a breaking "
-        "change needs a new major version; nothing was altered)",
-        "table sales.orders_v1: column legacy is no longer in the contract (a breaking "
-        "change needs a new major version; nothing was altered)",
+        "table sales.orders__lines_v1: column amount is text, the contract says numeric" + suffix,
+        "table sales.orders__lines_v1: column legacy is no longer in the contract" + suffix,
+    ]
+
+
+def test_a_new_not_null_column_is_a_conflict_and_a_relaxed_one_drops_not_null() -> None:
+    base = product().spec.model_dump(by_alias=True)["schema"]["fields"]
+    observed = observed_as(desired())
+    strict = [*base, {"name": "currency", "type": "string", "nullable": False}]
+    out = changes(desired(schema={"format": "parquet", "fields": strict}), observed)
+    assert out.statements == []
+    assert "new column currency is NOT NULL" in out.conflicts[0]
+    table = observed.tables["orders__lines_v1"]
+    columns = dict(table.columns)
+    columns["amount"] = dataclasses.replace(columns["amount"], not_null=True)
+    observed.tables["orders__lines_v1"] = dataclasses.replace(table, columns=columns)
+    out = changes(desired(), observed)
+    assert out.statements == [
+        'ALTER TABLE "sales"."orders__lines_v1" ALTER COLUMN "amount" DROP NOT NULL'
     ]
 
 
@@ -117,8 +138,8 @@ def test_a_major_version_creates_a_new_table_and_leaves_the_old_one() -> None:
     observed = observed_as(old)
     new = desired(version="2.0.0")
     out = changes(new, observed)
-    assert out.statements[0].startswith('CREATE TABLE "sales"."orders_v2"')
-    assert not any("orders_v1" in s for s in out.statements)
+    assert out.statements[0].startswith('CREATE TABLE "sales"."orders__lines_v2"')
+    assert not any("orders__lines_v1" in s for s in out.statements)
 
 
 def test_quoting_doubles_quotes() -> None:
