@@ -64,7 +64,15 @@ def main() -> int:
         commit = remote.publish_head()
         print(f"Pushed {commit[:12]} to {remote.url}", flush=True)
         gitops.bootstrap(kubectl, remote.url, operator_values=local_operator_values())
-        domains = [d for d in (ROOT / "products").iterdir() if d.is_dir()]
+        # The domains of the pushed commit (what ArgoCD sees), not of the work tree.
+        tree = subprocess.run(
+            ["git", "ls-tree", "-d", "--name-only", "HEAD", "products/"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        domains = tree.split()
         # The root, the CRDs, the operator, the global policies, one per domain.
         expected = 4 + len(domains)
         print(f"Waiting for {expected} Applications to be synced and healthy ...", flush=True)

@@ -46,5 +46,6 @@ HELM_VERSION="$(grep -oE '^\s*(require )?helm.sh/helm/v3 v[0-9.]+' "$ROOT/hack/h
 # there says which parts). Its go.mod asks for a newer Go than the rest of the platform.
 ARGOCD_VERSION="$(grep -oE '^\s*(require )?github.com/argoproj/argo-cd/v3 v[0-9.]+' "$ROOT/hack/argocd/go.mod" | grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+')"
 ARGOCD_GOTOOLCHAIN="go1.27.3"
-ARGOCD_BUILD_REVISION=2
-ARGOCD_DIR="$CACHE_DIR/argocd/${ARGOCD_VERSION}-r${ARGOCD_BUILD_REVISION}"
+# The cached build is keyed by what it is built from: our main.go and the module files.
+ARGOCD_SOURCE_HASH="$(cat "$ROOT"/hack/argocd/main.go "$ROOT"/hack/argocd/go.mod "$ROOT"/hack/argocd/go.sum | sha256sum | cut -c1-12)"
+ARGOCD_DIR="$CACHE_DIR/argocd/${ARGOCD_VERSION}-${ARGOCD_SOURCE_HASH}"

@@ -1,7 +1,9 @@
 """ArgoCD on the local cluster: Redis (Debian's package), then ArgoCD's repo server,
 application controller and ApplicationSet controller as processes of one binary
-(``hack/build-argocd.sh``), all on loopback, talking to the local apiserver through the
-admin kubeconfig. ArgoCD's CRDs and base ConfigMaps come from the same module.
+(``hack/build-argocd.sh``), talking to the local apiserver through the admin kubeconfig.
+Everything listens on loopback except the application controller's metrics, which
+ArgoCD 3.6 binds to every address (its port is a free one, and nothing there writes).
+ArgoCD's CRDs and base ConfigMaps come from the same module.
 
 There is no ArgoCD API server or UI: Applications are read and refreshed with kubectl.
 """

@@ -180,21 +180,31 @@ def signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
 def stop_processes(pids: list[int], *, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-    """Signal each process group, wait up to ``grace`` seconds for all of them, then
-    SIGKILL what is left; reaps our own children so none stays a zombie."""
+    """Signal each process's group (every process here leads one), wait up to ``grace``
+    seconds for the groups to be gone, then SIGKILL what is left of them: children that
+    outlive their leader or ignore ``sig`` are stopped too. Reaps our own children."""
     for pid in pids:
-        if alive(pid):
-            signal_group(pid, sig)
+        signal_group(pid, sig)
     deadline = time.monotonic() + grace
     for pid in pids:
-        while alive(pid) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and group_alive(pid):
             reap(pid)
-            time.sleep(0.02)
-        if alive(pid):
+            time.sleep(0.05)
+        if group_alive(pid):
             signal_group(pid, signal.SIGKILL)
             killed = time.monotonic() + 5
-            while alive(pid) and time.monotonic() < killed:
+            while group_alive(pid) and time.monotonic() < killed:
                 reap(pid)
                 time.sleep(0.02)
         reap(pid)

@@ -209,7 +209,13 @@ class LocalCluster:
         state = self.load()
         # ArgoCD and the warehouse keep state files of their own: they are stopped even
         # when the control plane's is gone (a crash mid-start).
-        stopped = self.argocd.stop() + self.warehouse.stop()
+        stopped = []
+        for addon in (self.argocd, self.warehouse):
+            try:
+                stopped += addon.stop()
+            except (OSError, ValueError, TypeError) as exc:
+                # An unreadable state file must not keep the rest running.
+                print(f"[cluster] could not stop {addon.dir.name}: {exc}", file=sys.stderr)
         if state is None:
             # A node whose state file is gone is still cleaned up.
             if (self.dir / "node").exists():

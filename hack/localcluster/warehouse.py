@@ -73,8 +73,13 @@ class Warehouse:
         return WarehouseState(**json.loads(self.state_file.read_text()))
 
     def _save(self, state: WarehouseState) -> None:
-        self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
-        self.state_file.chmod(0o600)  # it holds the admin password
+        """Written whole (a crash leaves the old file or the new one) and readable by
+        root only from the start: it holds the admin password."""
+        tmp = self.state_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(asdict(state), indent=2) + "\n")
+        os.replace(tmp, self.state_file)
 
     def running(self) -> bool:
         state = self.load()
