@@ -22,7 +22,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .common import ROOT, ClusterError, alive, free_port, spawn, stop_processes, wait_ready
+from .common import (
+    ROOT,
+    ClusterError,
+    alive,
+    free_port,
+    read_state,
+    spawn,
+    stop_processes,
+    wait_ready,
+    write_state,
+)
 
 NAMESPACE = "argocd"
 # Start order; stopped in reverse.
@@ -77,12 +87,11 @@ class ArgoCD:
         self.die_with_parent = die_with_parent
 
     def load(self) -> ArgoCDState | None:
-        if not self.state_file.exists():
-            return None
-        return ArgoCDState(**json.loads(self.state_file.read_text()))
+        state = read_state(self.state_file)
+        return ArgoCDState(**state) if state is not None else None
 
     def _save(self, state: ArgoCDState) -> None:
-        self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+        write_state(self.state_file, asdict(state))
 
     def running(self) -> bool:
         state = self.load()

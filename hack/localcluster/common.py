@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 25
@@ -71,6 +73,23 @@ def image_names() -> dict[str, str]:
         # ours with /bin/sh will do.
         "helper": f"localhost/datamesh/pipeline:{version}",
     }
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """A component's state file, or None when there is none."""
+    if not path.exists():
+        return None
+    return dict(json.loads(path.read_text()))
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Written whole (a crash leaves the old file or the new one) and readable by root
+    only from its first byte: some hold passwords."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def free_port() -> int:

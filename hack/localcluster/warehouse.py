@@ -9,7 +9,6 @@ cluster's folder records it, and ``stop`` deletes it.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import secrets
@@ -20,7 +19,16 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .common import ClusterError, alive, free_port, spawn, stop_processes, wait_ready
+from .common import (
+    ClusterError,
+    alive,
+    free_port,
+    read_state,
+    spawn,
+    stop_processes,
+    wait_ready,
+    write_state,
+)
 
 ADMIN_USER = "datamesh_admin"
 DATABASE = "warehouse"
@@ -68,18 +76,11 @@ class Warehouse:
         self.die_with_parent = die_with_parent
 
     def load(self) -> WarehouseState | None:
-        if not self.state_file.exists():
-            return None
-        return WarehouseState(**json.loads(self.state_file.read_text()))
+        state = read_state(self.state_file)
+        return WarehouseState(**state) if state is not None else None
 
     def _save(self, state: WarehouseState) -> None:
-        """Written whole (a crash leaves the old file or the new one) and readable by
-        root only from the start: it holds the admin password."""
-        tmp = self.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(json.dumps(asdict(state), indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, asdict(state))
 
     def running(self) -> bool:
         state = self.load()
