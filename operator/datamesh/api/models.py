@@ -373,6 +373,11 @@ class Pipeline(ApiModel):
             "e.g. 1-5): Kubernetes refuses it",
             ".schedule",
         ),
+        cel(
+            "!has(self.sourceSecret) || has(self.sql)",
+            "sourceSecret names where sql runs: set sql too",
+            ".sourceSecret",
+        ),
     ]
 
     schedule: str = _d("Cron schedule, e.g. `0 * * * *`.", pattern=CRON, max_length=100)
@@ -381,6 +386,21 @@ class Pipeline(ApiModel):
         "Command and arguments of the job.", default_factory=list, max_length=64
     )
     suspend: bool = _d("Pause the schedule without removing the job.", default=False)
+    sql: str | None = _d(
+        "For the platform's SQL runner (command `datamesh-sql` of the pipeline image): a "
+        "SELECT whose rows replace the product's table, in one transaction. Input ports are "
+        "named, never their tables: `{{ orders }}` or `{{ sales/orders }}` stands for the "
+        "table the input port reads.",
+        default=None,
+        min_length=1,
+        max_length=16384,
+    )
+    source_secret: Name | None = _d(
+        "A Secret in the product's namespace with a source database's libpq settings "
+        "(PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD): `sql` runs there and its rows "
+        "are loaded into the warehouse (a source-aligned product's load).",
+        default=None,
+    )
 
 
 class Principals(ApiModel):
@@ -482,6 +502,12 @@ class DataProductSpec(ApiModel):
         default=DeletionPolicy.RETAIN,
     )
     deprecation: Deprecation | None = _d("Retirement notice, when deprecated.", default=None)
+    warehouse: Name | None = _d(
+        "The warehouse that holds the product's `table` output ports, by the name the "
+        "platform team gave it (the operator's `warehouses` setting); the first one when "
+        "unset.",
+        default=None,
+    )
 
 
 class Condition(ApiModel):
@@ -543,6 +569,9 @@ class Children(ApiModel):
     service_account: str | None = _d("Pipeline ServiceAccount.", default=None)
     role: str | None = _d("Reader Role.", default=None)
     role_binding: str | None = _d("Reader RoleBinding.", default=None)
+    warehouse_secret: str | None = _d(
+        "Secret with the pipeline's warehouse credentials.", default=None
+    )
 
 
 class Lineage(ApiModel):
@@ -556,17 +585,34 @@ class Lineage(ApiModel):
     )
 
 
+class WarehouseStatus(ApiModel):
+    """The product's objects in its warehouse."""
+
+    name: str = _d("The warehouse.")
+    role: str | None = _d("Role the product's pipeline logs in as.", default=None)
+    tables: list[str] = _d("Tables of the table ports, as `schema.table`.", default_factory=list)
+    plan_hash: str | None = _d(
+        "Digest of the objects last provisioned: a reconcile whose plan has the same digest "
+        "sends nothing to the warehouse.",
+        default=None,
+    )
+
+
 class DataProductStatus(ApiModel):
     """Observed state, written by the operator."""
 
     observed_generation: int | None = _d("Generation last reconciled.", default=None)
     phase: Phase | None = _d("Summary of the product's state.", default=None)
     conditions: list[Condition] = _d(
-        "Compliant, StorageReady, PipelineReady, Ready, LineageResolved.", default_factory=list
+        "Compliant, StorageReady, PipelineReady, LineageResolved, WarehouseReady, Ready.",
+        default_factory=list,
     )
     compliance: Compliance | None = _d("Governance evaluation result.", default=None)
     children: Children | None = _d("Provisioned resources.", default=None)
     lineage: Lineage | None = _d("Resolved upstream and downstream products.", default=None)
+    warehouse: WarehouseStatus | None = _d(
+        "Tables and role in the warehouse, when one is configured.", default=None
+    )
 
 
 # -- GovernancePolicy -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ def ensure(
     compliant: bool,
     *,
     create_first: bool = False,
+    warehouse_secret: str | None = None,
 ) -> status.Observed:
     """Create what is missing (compliant products only), repair drift, suspend the
     pipeline of a non-compliant product; never delete storage. An object under a child's
@@ -31,7 +32,10 @@ def ensure(
     problems: list[str] = []
     conflicts: list[str] = []
     blocked: set[str] = set()  # kinds that are foreign, or wait on a foreign one
-    for child in provisioning.plan(product, uid, compliant=compliant):
+    planned = provisioning.plan(
+        product, uid, compliant=compliant, warehouse_secret=warehouse_secret
+    )
+    for child in planned:
         waits_on = [k for k in ownership.DEPENDS_ON.get(child.kind, ()) if k in blocked]
         if waits_on:
             blocked.add(child.kind)
@@ -96,6 +100,7 @@ def ensure(
             service_account=names.service_account if "ServiceAccount" in found else None,
             role=names.role if "Role" in found else None,
             role_binding=names.role_binding if "RoleBinding" in found else None,
+            warehouse_secret=warehouse_secret,
         ),
         problems=tuple(problems),
         conflicts=tuple(conflicts),

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import kopf
+import psycopg
 
 from datamesh.api.constants import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, namespace_domain
 from datamesh.controller import metrics, pipeline_runs, provisioning
@@ -37,6 +38,8 @@ from datamesh.controller.kube import Cluster
 from datamesh.controller.policies import PolicyReconciler
 from datamesh.controller.products import ProductReconciler
 from datamesh.controller.settings import Settings
+from datamesh.controller.warehouses import WarehouseConnection
+from datamesh.controller.warehousing import WarehouseProvisioner
 from datamesh.controller.workqueue import Item, WorkQueue
 from datamesh.governance import policy
 from datamesh.governance.lineage import upstream_refs
@@ -69,9 +72,16 @@ class State:
     tasks: ClassVar[list[asyncio.Task[None]]] = []
 
 
-def configure(settings: Settings, cluster: Cluster) -> None:
+def configure(
+    settings: Settings,
+    cluster: Cluster,
+    warehouses: Mapping[str, WarehouseConnection] | None = None,
+) -> None:
     State.settings = settings
-    State.products = ProductReconciler(cluster, settings)
+    provisioner = WarehouseProvisioner(
+        cluster, warehouses or {}, drift_seconds=settings.warehouse_drift_seconds
+    )
+    State.products = ProductReconciler(cluster, settings, warehouse=provisioner)
     State.policies = PolicyReconciler(cluster, settings)
     State.admission = AdmissionSync(cluster, settings)
     State.queue = WorkQueue(settings.workers, _process)
@@ -82,13 +92,14 @@ def configure(settings: Settings, cluster: Cluster) -> None:
     State.admission_synced_once = False
 
 
-def _process(key: Any, item: Item) -> None:
-    """A queued product, reconciled from the index's latest state."""
+def _process(key: Any, item: Item) -> bool:
+    """A queued product, reconciled from the index's latest state; True asks the queue
+    to try again with backoff (a transient failure, already reported in status)."""
     products = State.indexes["product_index"]
     entry = product_at(products, key)
     if entry is None or entry.deleting:
-        return  # gone, or the delete handler owns it now
-    State.products.reconcile(
+        return False  # gone, or the delete handler owns it now
+    outcome = State.products.reconcile(
         entry,
         policies=policies_of(State.indexes["policy_index"]),
         lineage=IndexLookup(products),
@@ -96,6 +107,7 @@ def _process(key: Any, item: Item) -> None:
         trigger=item.trigger,
         provision=item.provision,
     )
+    return outcome.retry
 
 
 # -- indexes ----------------------------------------------------------------------------------
@@ -203,7 +215,11 @@ def delete_product(
     body: kopf.Body, product_index: kopf.Index[Any, Any], logger: kopf.Logger, **_: Any
 ) -> None:
     entry = ProductEntry.from_body(body)
-    logger.info(State.products.finalize(entry))
+    try:
+        logger.info(State.products.finalize(entry))
+    except psycopg.Error as exc:
+        # The finalizer stays until the warehouse answers: Delete must drop the tables.
+        raise kopf.TemporaryError(f"the warehouse is unreachable: {exc}", delay=15) from exc
     State.memory.forget(entry.uid)
     _refresh_lineage(entry, [], product_index)
 

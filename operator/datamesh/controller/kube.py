@@ -40,6 +40,8 @@ KINDS = {
     "ConfigMap": Kind("/api/v1", "configmaps"),
     "ServiceAccount": Kind("/api/v1", "serviceaccounts"),
     "Event": Kind("/api/v1", "events"),
+    # Written (pipelines' warehouse logins), never read: no get, list or watch.
+    "Secret": Kind("/api/v1", "secrets"),
     "CronJob": Kind("/apis/batch/v1", "cronjobs"),
     "Job": Kind("/apis/batch/v1", "jobs"),
     "Pod": Kind("/api/v1", "pods"),

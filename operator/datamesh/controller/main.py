@@ -19,6 +19,7 @@ import kopf
 from datamesh.controller import handlers, metrics
 from datamesh.controller.kube import Cluster
 from datamesh.controller.settings import Settings, SettingsError
+from datamesh.controller.warehouses import connections
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,6 +83,7 @@ def main() -> int:
     memory_report_on_signal()
     try:
         settings = Settings.from_env()
+        warehouses = connections(settings, os.environ)
     except SettingsError as exc:
         print(f"datamesh-operator: bad setting: {exc}", file=sys.stderr)
         return 2
@@ -91,7 +93,7 @@ def main() -> int:
     except Exception as exc:
         print(f"datamesh-operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
-    handlers.configure(settings, cluster)
+    handlers.configure(settings, cluster, warehouses)
     metrics.serve(settings.metrics_port, settings.bind_address)
     liveness = (
         f"http://{settings.bind_address}:{settings.health_port}/healthz"

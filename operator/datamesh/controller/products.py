@@ -17,13 +17,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from datamesh.api.models import Children, DataProduct, Lineage, Phase
+from datamesh.api.models import Children, DataProduct, Lineage, Phase, WarehouseStatus
 from datamesh.controller import children, metrics, provisioning, status
 from datamesh.controller.events import EventRecorder
 from datamesh.controller.index import ProductEntry
 from datamesh.controller.kube import Cluster, is_status
 from datamesh.controller.settings import Settings
-from datamesh.controller.status import Clock, utcnow
+from datamesh.controller.status import Clock, WarehouseOutcome, utcnow
+from datamesh.controller.warehousing import WarehouseProvisioner
+from datamesh.dataplane.warehouse.plan import Consumer
 from datamesh.governance import access, policy
 from datamesh.governance.lineage import Lookup, cycle_through, resolve
 
@@ -36,15 +38,24 @@ class Outcome:
     compliant: bool
     violated_policies: frozenset[str] = frozenset()
     wrote_status: bool = False
+    # A transient failure reported in status: the queue tries again with backoff.
+    retry: bool = False
 
 
 class ProductReconciler:
     """One product at a time per key (a lock lives only while a reconcile holds it);
     remembers the status it last wrote per uid, since only the operator writes it."""
 
-    def __init__(self, cluster: Cluster, settings: Settings, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        settings: Settings,
+        clock: Clock = utcnow,
+        warehouse: WarehouseProvisioner | None = None,
+    ) -> None:
         self.cluster = cluster
         self.settings = settings
+        self.warehouse = warehouse or WarehouseProvisioner(cluster, {}, drift_seconds=0)
         self.clock = clock
         self.events = EventRecorder(cluster, clock)
         self.tally = metrics.PhaseTally()
@@ -103,12 +114,24 @@ class ProductReconciler:
             builtin=access.violations(product, lineage.product),
         )
         previous = self._previous_status(entry)
+        # Before the children: the pipeline's login Secret exists before its CronJob.
+        warehouse = self._warehouse(product, entry.uid, lineage, previous, evaluation.compliant)
+        secret = (
+            provisioning.Names(product.metadata.name).warehouse_secret
+            if warehouse is not None and warehouse.status is not None
+            else None
+        )
         if needs_children_pass(provision, previous, compliant=evaluation.compliant):
             # A product that never had children creates them straight away; one that
             # had reads them first and repairs only what drifted.
             fresh = not (previous.get("children") or {})
             observed = children.ensure(
-                self.cluster, product, entry.uid, evaluation.compliant, create_first=fresh
+                self.cluster,
+                product,
+                entry.uid,
+                evaluation.compliant,
+                create_first=fresh,
+                warehouse_secret=secret,
             )
         else:
             observed = observed_from_status(product, previous, compliant=evaluation.compliant)
@@ -119,13 +142,41 @@ class ProductReconciler:
             lineage=lineage_of(product, lineage),
             previous=previous,
             now=now,
+            warehouse=warehouse,
         )
         wrote = self._write_status(entry, previous, status.to_dict(new))
         violated = frozenset((v.policy, str(v.enforcement)) for v in evaluation.violations)
         self.tally.record(entry.key, str(new.phase), violated)
         return Outcome(
-            str(new.phase), evaluation.compliant, frozenset(p for p, _ in violated), wrote
+            str(new.phase),
+            evaluation.compliant,
+            frozenset(p for p, _ in violated),
+            wrote,
+            retry=warehouse is not None and warehouse.retry,
         )
+
+    def _warehouse(
+        self,
+        product: DataProduct,
+        uid: str,
+        lineage: Lookup,
+        previous: Mapping[str, Any],
+        compliant: bool,
+    ) -> WarehouseOutcome | None:
+        """The warehouse step; a non-compliant product's objects are neither created nor
+        changed (what its status said of them stays)."""
+        if not self.warehouse.enabled:
+            return None
+        if not compliant:
+            before = previous.get("warehouse")
+            return WarehouseOutcome(
+                False,
+                "NonCompliant",
+                "nothing is provisioned or changed in the warehouse while the product is "
+                "non-compliant",
+                status=WarehouseStatus.model_validate(before) if before else None,
+            )
+        return self.warehouse.provision(product, uid, consumers(product, lineage), previous)
 
     def _invalid(self, entry: ProductEntry) -> Outcome:
         """An object the apiserver stored but the model refuses (e.g. after a schema
@@ -181,13 +232,30 @@ class ProductReconciler:
         return patch is not None
 
     def finalize(self, entry: ProductEntry) -> str:
-        """On deletion: forget the product, then keep or release its storage."""
-        self.tally.record(entry.key, None, frozenset())
-        with self._locks_guard:
-            self._written.pop(entry.uid, None)
-        return children.release_storage(
+        """On deletion: keep or drop its tables (this raises while the warehouse is
+        unreachable, so the deletion waits for it), keep or release its storage, then
+        forget the product."""
+        tables = self.warehouse.release(entry.product) if entry.product is not None else "no tables"
+        storage = children.release_storage(
             self.cluster, entry.namespace, entry.name, entry.uid, entry.product
         )
+        self.tally.record(entry.key, None, frozenset())
+        self.warehouse.forget(entry.uid)
+        with self._locks_guard:
+            self._written.pop(entry.uid, None)
+        return f"{storage}; {tables}"
+
+
+def consumers(product: DataProduct, lineage: Lookup) -> list[Consumer]:
+    """The products whose input ports read this one and that it grants read: their
+    pipelines' roles get SELECT on its tables (one that is not granted is non-compliant
+    by the access-along-lineage rule, and gets nothing)."""
+    out = []
+    for ref in lineage.consumers(product.ref):
+        consumer = lineage.product(ref)
+        if consumer is not None and access.grants(product, consumer):
+            out.append(Consumer(consumer.spec.domain, consumer.metadata.name))
+    return sorted(out, key=lambda c: (c.domain, c.product))
 
 
 def needs_children_pass(provision: bool, previous: Mapping[str, Any], *, compliant: bool) -> bool:

@@ -56,6 +56,10 @@ class Names:
         return f"{self.product}-contract"
 
     @property
+    def warehouse_secret(self) -> str:
+        return f"{self.product}-warehouse"
+
+    @property
     def role(self) -> str:
         return f"{self.product}-reader"
 
@@ -96,7 +100,7 @@ def owner_reference(product: DataProduct, uid: str) -> dict[str, Any]:
     }
 
 
-def _meta(
+def child_metadata(
     product: DataProduct, uid: str, name: str, *, owned: bool = True, **extra: Any
 ) -> dict[str, Any]:
     return {
@@ -123,6 +127,7 @@ def contract_document(product: DataProduct) -> dict[str, Any]:
         "outputPorts",
         "qualityChecks",
         "deprecation",
+        "inputPorts",
     )
     return {"product": product.metadata.name, **{k: spec[k] for k in keep if k in spec}}
 
@@ -154,7 +159,9 @@ def storage_claim(product: DataProduct, uid: str) -> Child | None:
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": _meta(product, uid, names.claim, owned=owned, annotations=annotations),
+            "metadata": child_metadata(
+                product, uid, names.claim, owned=owned, annotations=annotations
+            ),
             "spec": spec,
         },
     )
@@ -166,8 +173,12 @@ def pipeline_suspended(product: DataProduct, *, compliant: bool) -> bool:
     return job is not None and (job.suspend or not compliant)
 
 
-def pipeline(product: DataProduct, uid: str, *, compliant: bool) -> Child | None:
-    """The refresh CronJob, under the "restricted" Pod Security Standard."""
+def pipeline(
+    product: DataProduct, uid: str, *, compliant: bool, warehouse_secret: str | None = None
+) -> Child | None:
+    """The refresh CronJob, under the "restricted" Pod Security Standard. With a
+    warehouse, the pod gets the product's warehouse login as libpq's variables (PGHOST,
+    PGUSER...) from ``warehouse_secret``, and a source Secret's as SOURCE_PG*."""
     job = product.spec.pipeline
     if job is None:
         return None
@@ -201,6 +212,15 @@ def pipeline(product: DataProduct, uid: str, *, compliant: bool) -> Child | None
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if job.sql is not None:
+        container["env"].append({"name": "DATAMESH_SQL", "value": job.sql})
+    env_from: list[dict[str, Any]] = []
+    if warehouse_secret is not None:
+        env_from.append({"secretRef": {"name": warehouse_secret}})
+    if job.source_secret is not None:
+        env_from.append({"prefix": "SOURCE_", "secretRef": {"name": job.source_secret}})
+    if env_from:
+        container["envFrom"] = env_from
     if job.command:
         container["command"] = list(job.command)
     pod = {
@@ -225,7 +245,7 @@ def pipeline(product: DataProduct, uid: str, *, compliant: bool) -> Child | None
         {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
-            "metadata": _meta(product, uid, names.cron_job),
+            "metadata": child_metadata(product, uid, names.cron_job),
             "spec": {
                 "schedule": job.schedule,
                 "suspend": pipeline_suspended(product, compliant=compliant),
@@ -248,7 +268,7 @@ def contract_config_map(product: DataProduct, uid: str) -> Child:
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _meta(product, uid, Names(product.metadata.name).config_map),
+            "metadata": child_metadata(product, uid, Names(product.metadata.name).config_map),
             "data": {CONTRACT_KEY: body},
         },
     )
@@ -260,7 +280,7 @@ def service_account(product: DataProduct, uid: str) -> Child:
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": _meta(product, uid, Names(product.metadata.name).service_account),
+            "metadata": child_metadata(product, uid, Names(product.metadata.name).service_account),
             "automountServiceAccountToken": False,
         },
     )
@@ -273,7 +293,7 @@ def reader_role(product: DataProduct, uid: str) -> Child:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": _meta(product, uid, names.role),
+            "metadata": child_metadata(product, uid, names.role),
             "rules": [
                 {
                     "apiGroups": [""],
@@ -319,7 +339,7 @@ def reader_binding(product: DataProduct, uid: str) -> Child:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": _meta(product, uid, names.role_binding),
+            "metadata": child_metadata(product, uid, names.role_binding),
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "Role",
@@ -330,17 +350,20 @@ def reader_binding(product: DataProduct, uid: str) -> Child:
     )
 
 
-def plan(product: DataProduct, uid: str, *, compliant: bool) -> list[Child]:
+def plan(
+    product: DataProduct, uid: str, *, compliant: bool, warehouse_secret: str | None = None
+) -> list[Child]:
     """Every child the product should have, in creation order (the claim and contract
     before the job that mounts them). A non-compliant product's job is planned suspended;
-    the caller only creates what is new for compliant products."""
+    the caller only creates what is new for compliant products. ``warehouse_secret`` is
+    the pipeline's warehouse login (written by the warehouse step), when it has one."""
     children = [
         storage_claim(product, uid),
         contract_config_map(product, uid),
         service_account(product, uid),
         reader_role(product, uid),
         reader_binding(product, uid),
-        pipeline(product, uid, compliant=compliant),
+        pipeline(product, uid, compliant=compliant, warehouse_secret=warehouse_secret),
     ]
     return [c for c in children if c is not None]
 

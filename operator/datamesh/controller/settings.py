@@ -17,6 +17,9 @@ from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE
 
 PREFIX = "DATAMESH_"
 NAMESPACE_NAME = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+WAREHOUSE_LIST = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(,[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*)?$"
+# A warehouse's connection: secrets, so never fields of Settings (which are logged).
+WAREHOUSE_SECRET_VARIABLE = re.compile(rf"^{PREFIX}WAREHOUSE_[A-Z0-9_]+_(DSN|CREDENTIALS_KEY)$")
 
 
 class SettingsError(ValueError):
@@ -48,8 +51,40 @@ class Settings(BaseModel):
             "Enforce block policies at admission with generated ValidatingAdmissionPolicies."
         ),
     )
+    warehouses: str = Field(
+        "",
+        description=(
+            "Comma-separated names of the warehouses products may use, the default first; "
+            "each one's connection comes from DATAMESH_WAREHOUSE_<NAME>_DSN and "
+            "DATAMESH_WAREHOUSE_<NAME>_CREDENTIALS_KEY (see warehouses). Empty: no tables "
+            "are provisioned."
+        ),
+        json_schema_extra={"pattern": WAREHOUSE_LIST},
+    )
+    warehouse_drift_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description=(
+            "Re-read a provisioned product's warehouse objects this often to repair drift; "
+            "between these passes an unchanged product sends nothing. 0 turns it off."
+        ),
+    )
     log_format: Literal["json", "plain"] = Field("plain", description="Log line format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+
+    @field_validator("warehouses")
+    @classmethod
+    def _warehouse_names(cls, value: str) -> str:
+        if not re.match(WAREHOUSE_LIST, value):
+            raise ValueError("must be comma-separated warehouse names (DNS labels)")
+        names = value.split(",") if value else []
+        if len(set(names)) != len(names):
+            raise ValueError("names a warehouse twice")
+        return value
+
+    @property
+    def warehouse_names(self) -> list[str]:
+        return self.warehouses.split(",") if self.warehouses else []
 
     @field_validator("platform_namespace")
     @classmethod
@@ -63,7 +98,12 @@ class Settings(BaseModel):
         env = os.environ if env is None else env
         known = {f"{PREFIX}{name.upper()}": name for name in cls.model_fields}
         unknown = sorted(
-            k for k in env if k.startswith(PREFIX) and k not in known and k not in _OTHER_VARIABLES
+            k
+            for k in env
+            if k.startswith(PREFIX)
+            and k not in known
+            and k not in _OTHER_VARIABLES
+            and not WAREHOUSE_SECRET_VARIABLE.match(k)
         )
         if unknown:
             raise SettingsError(

@@ -21,6 +21,7 @@ from datamesh.api.models import (
     EvaluatedPolicy,
     Lineage,
     Phase,
+    WarehouseStatus,
 )
 from datamesh.controller.pipeline_runs import PipelineRun, RunState
 from datamesh.governance.policy import Evaluation
@@ -52,6 +53,22 @@ class Observed:
     conflicts: tuple[str, ...] = ()  # objects under a child's name that are not ours
     blocked: frozenset[str] = frozenset()  # kinds not provisioned because of a conflict
     pipeline_run: PipelineRun | None = None  # the latest Job of the CronJob, if any ran
+
+
+@dataclass(frozen=True)
+class WarehouseOutcome:
+    """What the warehouse step found (``warehousing``), for the product's status."""
+
+    ok: bool
+    reason: str
+    message: str
+    status: WarehouseStatus | None = None
+    # A transient failure (the warehouse unreachable): reconcile again with backoff.
+    retry: bool = False
+
+
+# Warehouse reasons that only a change of the product's spec or of the chart can fix.
+WAREHOUSE_SPEC_REASONS = frozenset({"InvalidName", "UnknownWarehouse"})
 
 
 def _clip(text: str) -> str:
@@ -121,6 +138,7 @@ def compute(
     lineage: Lineage,
     previous: Mapping[str, Any] | None,
     now: dt.datetime,
+    warehouse: WarehouseOutcome | None = None,
 ) -> DataProductStatus:
     """The whole status from this reconcile's inputs. The phase is decided in order,
     first match wins:
@@ -128,9 +146,12 @@ def compute(
     - ``Failed``: an object under a child's name is not this product's (reason
       ``ChildConflict``), or the apiserver refused a child (its message is Ready's);
     - ``NonCompliant``: a block rule fails (nothing new is provisioned);
+    - ``Failed`` too: the warehouse cannot hold the product as specified (a name over
+      its limit, a warehouse the platform does not have);
     - ``Degraded``: provisioned, but the pipeline's last run failed or cannot pull its
-      image (Ready is False with the run's reason), or an upstream is missing or lineage
-      has a cycle (Ready is False with the lineage reason);
+      image (Ready is False with the run's reason), the warehouse is unreachable or
+      refused a change of the table that needs a new major version, or an upstream is
+      missing or lineage has a cycle (Ready is False with that reason);
     - ``Ready``: storage and pipeline are there, or were not asked for;
     - ``Provisioning``: otherwise, children are still being created.
 
@@ -233,6 +254,12 @@ def compute(
             "LineageResolved", True, "Resolved", f"{len(lineage.upstream)} upstream products found"
         )
 
+    warehouse_cond = (
+        cond("WarehouseReady", warehouse.ok, warehouse.reason, warehouse.message)
+        if warehouse is not None
+        else None
+    )
+    warehouse_failed = warehouse is not None and not warehouse.ok
     if observed.conflicts:
         phase = Phase.FAILED
         ready = cond("Ready", False, "ChildConflict", "; ".join(observed.conflicts))
@@ -242,10 +269,21 @@ def compute(
     elif not evaluation.compliant:
         phase = Phase.NON_COMPLIANT
         ready = cond("Ready", False, "NonCompliant", compliant.message)
+    elif warehouse is not None and warehouse.reason in WAREHOUSE_SPEC_REASONS:
+        phase = Phase.FAILED
+        ready = cond("Ready", False, warehouse.reason, warehouse.message)
+    elif warehouse is not None and warehouse_failed and warehouse.status is None:
+        phase = Phase.PROVISIONING  # nothing in the warehouse yet: retried with backoff
+        ready = cond("Ready", False, warehouse.reason, warehouse.message)
     elif storage.status == "True" and observed.pipeline_exists and run_failing:
         # Provisioned, but its last run failed: the data is stale, nothing is removed.
         phase = Phase.DEGRADED
         ready = cond("Ready", False, pipe.reason, pipe.message)
+    elif storage.status == "True" and pipe.status == "True" and warehouse_failed:
+        assert warehouse is not None
+        # The tables are there and served, but not as the spec says, or not reachable.
+        phase = Phase.DEGRADED
+        ready = cond("Ready", False, warehouse.reason, warehouse.message)
     elif storage.status == "True" and pipe.status == "True" and lineage_cond.status == "False":
         phase = Phase.DEGRADED
         ready = cond("Ready", False, lineage_cond.reason, lineage_cond.message)
@@ -259,10 +297,13 @@ def compute(
     return DataProductStatus(
         observed_generation=generation,
         phase=phase,
-        conditions=[compliant, storage, pipe, lineage_cond, ready],
+        conditions=[
+            c for c in (compliant, storage, pipe, lineage_cond, warehouse_cond, ready) if c
+        ],
         compliance=_compliance(evaluation, prev.get("compliance"), now),
         children=observed.children,
         lineage=lineage,
+        warehouse=warehouse.status if warehouse is not None else None,
     )
 
 

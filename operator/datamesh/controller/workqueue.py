@@ -4,7 +4,8 @@ kopf handlers only enqueue a product's key and return, so a burst of events neve
 up as thousands of pending handler calls each holding copies of bodies: the queue holds
 keys, and a worker reads the latest state from the index when it gets to the key. A key
 queued while it waits is merged; one queued while it is being processed runs again
-afterwards; a failure is retried with exponential backoff.
+afterwards; a failure (an exception, or ``process`` returning True for one it reported
+itself) is retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class WorkQueue:
     def __init__(
         self,
         workers: int,
-        process: Callable[[Hashable, Item], None],
+        process: Callable[[Hashable, Item], bool | None],
         *,
         base_delay: float = 1.0,
         max_delay: float = 60.0,
@@ -69,6 +70,21 @@ class WorkQueue:
         with self._cond:
             return len(self._waiting) + len(self._active)
 
+    def _retry_later(self, key: Hashable, item: Item) -> tuple[float, int]:
+        with self._cond:  # ``holds`` reads the failures under the same lock
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+        delay = min(self._max, self._base * 2 ** (failures - 1))
+        timer = threading.Timer(
+            delay,
+            self.add,
+            args=(key,),
+            kwargs={"provision": item.provision, "trigger": item.trigger},
+        )
+        timer.daemon = True
+        timer.start()
+        return delay, failures
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -78,25 +94,17 @@ class WorkQueue:
                 item = self._waiting.pop(key)
                 self._active.add(key)
             try:
-                self._process(key, item)
-                with self._cond:
-                    self._failures.pop(key, None)
+                if self._process(key, item):
+                    delay, failures = self._retry_later(key, item)
+                    log.info("retrying %s in %.0f s (attempt %d)", key, delay, failures)
+                else:
+                    with self._cond:
+                        self._failures.pop(key, None)
             except Exception:
-                with self._cond:  # ``holds`` reads the failures under the same lock
-                    failures = self._failures.get(key, 0) + 1
-                    self._failures[key] = failures
-                delay = min(self._max, self._base * 2 ** (failures - 1))
+                delay, failures = self._retry_later(key, item)
                 log.exception(
                     "processing %s failed (attempt %d); retrying in %.0f s", key, failures, delay
                 )
-                timer = threading.Timer(
-                    delay,
-                    self.add,
-                    args=(key,),
-                    kwargs={"provision": item.provision, "trigger": item.trigger},
-                )
-                timer.daemon = True
-                timer.start()
             finally:
                 with self._cond:
                     self._active.discard(key)

@@ -62,10 +62,15 @@ class WarehouseNames:
     def schema(self) -> str:
         return checked(sql_name(self.domain, "domain"), "the schema of domain")
 
+    @property
+    def table_prefix(self) -> str:
+        """What every table of the product starts with (product names have no ``_``, so
+        no other product's tables do)."""
+        return f"{sql_name(self.product, 'product')}__"
+
     def table(self, port: str, major: int) -> str:
         """Beside the older majors' tables, which stay until retired."""
-        product = sql_name(self.product, "product")
-        return checked(f"{product}__{sql_name(port, 'port')}_v{major}", "the table of port")
+        return checked(f"{self.table_prefix}{sql_name(port, 'port')}_v{major}", "the table of port")
 
     @property
     def pipeline_role(self) -> str:

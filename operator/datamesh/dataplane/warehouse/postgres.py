@@ -133,6 +133,34 @@ class PostgresWarehouse:
                 )
             )
 
+    def drop_product(self, schema: str, table_prefix: str, role: str) -> list[str]:
+        """Every table of the schema whose name starts with ``table_prefix`` (each major
+        version of each port), then the role with whatever it was granted; one
+        transaction. Safe to repeat."""
+        with self._connect() as conn, conn.transaction():
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT c.relname FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s) "
+                    "ORDER BY c.relname",
+                    (schema, table_prefix),
+                )
+            ]
+            for table in tables:
+                conn.execute(
+                    sql.SQL("DROP TABLE {}.{}").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    )
+                )
+            dropped = [f"{schema}.{t}" for t in tables]
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+                dropped.append(f"role {role}")
+        return dropped
+
     def apply(self, statements: Sequence[str]) -> None:
         """Run ``statements`` in one transaction."""
         if not statements:
