@@ -223,7 +223,7 @@ def test_switching_the_deletion_policy_moves_only_our_owner_reference() -> None:
 
 def test_names_fit_within_kubernetes_limits_for_the_longest_product_name() -> None:
     names = provisioning.Names("x" * 40)
-    for name in (names.claim, names.cron_job, names.config_map, names.role):
+    for name in (names.claim, names.cron_job, names.config_map, names.role, names.warehouse_secret):
         assert len(name) <= 52  # CronJob names must leave room for the Job suffix
 
 
@@ -236,3 +236,28 @@ def test_a_binding_without_readers_is_not_drift_when_the_apiserver_drops_its_emp
     assert provisioning.drift_patch(binding, stored) is None
     stored["subjects"] = [{"kind": "Group", "name": "someone", "apiGroup": "x"}]
     assert provisioning.drift_patch(binding, stored) == {"subjects": []}
+
+
+def test_the_pipeline_gets_its_warehouse_login_and_source_as_libpq_variables() -> None:
+    job = {
+        "schedule": "0 * * * *",
+        "image": "img:1",
+        "command": ["datamesh-sql"],
+        "sql": "SELECT * FROM shop.orders",
+        "sourceSecret": "shop-db",
+    }
+    children = provisioning.plan(
+        full_product(pipeline=job), UID, compliant=True, warehouse_secret="orders-warehouse"
+    )
+    cron = by_kind(children)["CronJob"].manifest
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "orders-warehouse"}},
+        {"prefix": "SOURCE_", "secretRef": {"name": "shop-db"}},
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DATAMESH_SQL"] == "SELECT * FROM shop.orders"
+    # Without a warehouse (none configured), nothing refers to a Secret.
+    plain = by_kind(provisioning.plan(full_product(), UID, compliant=True))["CronJob"].manifest
+    (container,) = plain["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert "envFrom" not in container

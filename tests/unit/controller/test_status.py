@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from datamesh.api.models import Children, Lineage
+from datamesh.api.models import Children, Lineage, WarehouseStatus
 from datamesh.controller import status
 from datamesh.controller.pipeline_runs import PipelineRun, RunState
 from datamesh.governance import policy
@@ -160,3 +160,49 @@ def test_a_succeeded_run_keeps_the_product_ready_and_says_when() -> None:
     assert st["phase"] == "Ready"
     pipe = next(c for c in st["conditions"] if c["type"] == "PipelineReady")
     assert pipe["reason"] == "Succeeded" and "orders-1 completed" in pipe["message"]
+
+
+def warehouse_case(outcome: status.WarehouseOutcome | None) -> dict:  # type: ignore[type-arg]
+    return status.to_dict(
+        status.compute(
+            generation=3,
+            evaluation=evaluation(True),
+            observed=ALL,
+            lineage=Lineage(),
+            previous=None,
+            now=T0,
+            warehouse=outcome,
+        )
+    )
+
+
+TABLES = WarehouseStatus(name="main", role="dmp_sales__orders", tables=["sales.orders__o_v1"])
+
+
+def test_without_a_warehouse_there_is_no_warehouse_condition() -> None:
+    st = warehouse_case(None)
+    assert "WarehouseReady" not in conditions(st) and "warehouse" not in st
+
+
+def test_provisioned_tables_are_named_in_status_and_the_product_is_ready() -> None:
+    st = warehouse_case(status.WarehouseOutcome(True, "Provisioned", "1 table", TABLES))
+    assert conditions(st)["WarehouseReady"] == ("True", "Provisioned")
+    assert st["phase"] == "Ready" and st["warehouse"]["tables"] == ["sales.orders__o_v1"]
+    assert [c["type"] for c in st["conditions"]][-1] == "Ready"
+
+
+def test_a_warehouse_failure_degrades_a_provisioned_product_and_delays_a_new_one() -> None:
+    down = status.WarehouseOutcome(False, "WarehouseUnavailable", "refused", TABLES, retry=True)
+    st = warehouse_case(down)
+    assert st["phase"] == "Degraded"
+    assert conditions(st)["Ready"] == ("False", "WarehouseUnavailable")
+    new = warehouse_case(status.WarehouseOutcome(False, "WarehouseUnavailable", "refused"))
+    assert new["phase"] == "Provisioning"
+
+
+def test_a_breaking_change_degrades_and_a_spec_the_warehouse_cannot_hold_fails() -> None:
+    breaking = status.WarehouseOutcome(False, "BreakingChange", "column x is text", TABLES)
+    st = warehouse_case(breaking)
+    assert st["phase"] == "Degraded" and conditions(st)["Ready"] == ("False", "BreakingChange")
+    invalid = warehouse_case(status.WarehouseOutcome(False, "InvalidName", "too long"))
+    assert invalid["phase"] == "Failed" and conditions(invalid)["Ready"][1] == "InvalidName"

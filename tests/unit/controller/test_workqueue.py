@@ -75,3 +75,19 @@ def test_failures_are_retried_with_backoff() -> None:
     wait(lambda: len(attempts) == 3 and len(q) == 0)
     assert attempts[2] - attempts[1] >= attempts[1] - attempts[0] >= 0.04
     assert not q.holds("k")
+
+
+def test_a_failure_reported_by_process_is_retried_with_backoff_too() -> None:
+    """A reconcile that wrote a transient failure into status returns True: retried
+    with the same growing delay, without an exception's traceback."""
+    attempts: list[float] = []
+
+    def process(key: Hashable, item: Item) -> bool:
+        attempts.append(time.monotonic())
+        return len(attempts) < 3
+
+    q = WorkQueue(1, process, base_delay=0.05, max_delay=1)
+    q.add("k")
+    wait(lambda: len(attempts) == 3 and len(q) == 0)
+    assert attempts[2] - attempts[1] >= attempts[1] - attempts[0] >= 0.04
+    wait(lambda: not q.holds("k"))

@@ -28,12 +28,55 @@ def test_values_that_break_the_schema_fail_lint_clearly(values: list[str], fragm
     assert fragment in proc.stdout + proc.stderr
 
 
-def test_rbac_grants_no_secrets_and_no_wildcards() -> None:
-    role = next(d for d in rendered() if d["kind"] == "ClusterRole")
+WAREHOUSES = (
+    "--set",
+    "warehouses[0].name=main",
+    "--set",
+    "warehouses[0].secretName=main-warehouse",
+    "--set",
+    "warehouses[1].name=eu-archive",
+    "--set",
+    "warehouses[1].secretName=archive",
+    "--set",
+    "warehouses[1].dsnKey=url",
+)
+
+
+@pytest.mark.parametrize("values", [(), WAREHOUSES], ids=["no-warehouse", "warehouses"])
+def test_rbac_reads_no_secrets_and_has_no_wildcards(values: tuple[str, ...]) -> None:
+    role = next(d for d in rendered(*values) if d["kind"] == "ClusterRole")
+    secret_verbs: list[str] = []
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
         assert "*" not in rule.get("apiGroups", [])
-        assert "secrets" not in rule["resources"], rule
+        if "secrets" in rule["resources"]:
+            assert rule["resources"] == ["secrets"], rule
+            secret_verbs += rule["verbs"]
+    # Pipelines' logins are written, never read; without a warehouse, no Secret at all.
+    assert secret_verbs == (["create", "patch"] if values else [])
+
+
+def test_warehouses_reach_the_operator_from_their_secrets_only() -> None:
+    deployment = next(d for d in rendered(*WAREHOUSES) if d["kind"] == "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DATAMESH_WAREHOUSES"]["value"] == "main,eu-archive"
+    refs = {
+        name: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for name, e in env.items()
+        if "valueFrom" in e
+    }
+    assert refs == {
+        "DATAMESH_WAREHOUSE_MAIN_DSN": ("main-warehouse", "dsn"),
+        "DATAMESH_WAREHOUSE_MAIN_CREDENTIALS_KEY": ("main-warehouse", "credentials-key"),
+        "DATAMESH_WAREHOUSE_EU_ARCHIVE_DSN": ("archive", "url"),
+        "DATAMESH_WAREHOUSE_EU_ARCHIVE_CREDENTIALS_KEY": ("archive", "credentials-key"),
+    }
+
+
+def test_a_warehouse_without_its_secret_fails_lint() -> None:
+    proc = helm(None, "lint", str(CHART), "--set", "warehouses[0].name=main", check=False)
+    assert proc.returncode != 0
+    assert "secretName" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
