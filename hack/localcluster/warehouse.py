@@ -38,6 +38,15 @@ START_TIMEOUT_S = 60.0
 POD_NETWORK = "10.244.0.0/24"
 
 
+def _server_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise ClusterError(
+            f"the {SERVER_USER} user is missing; Debian's postgresql package creates it"
+        ) from None
+
+
 def postgres_bin() -> Path:
     """The newest PostgreSQL server Debian installed."""
     versions = sorted(
@@ -87,18 +96,21 @@ class Warehouse:
         return bool(state and state.pid and alive(state.pid))
 
     def start(self, listen: list[str] | None = None) -> WarehouseState:
-        """initdb, start and create the warehouse database; idempotent."""
+        """initdb, start and create the warehouse database; idempotent. A warehouse that
+        was halted (``halt``) starts again on its data and port."""
         existing = self.load()
         if existing and self.running():
             return existing
+        if existing and (Path(existing.data_dir) / "data" / "PG_VERSION").exists():
+            try:
+                self._launch(postgres_bin(), existing)
+            except BaseException:
+                self.stop()
+                raise
+            return existing
         self.stop()
         bin_dir = postgres_bin()
-        try:
-            user = pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            raise ClusterError(
-                f"the {SERVER_USER} user is missing; Debian's postgresql package creates it"
-            ) from None
+        user = _server_user()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         data_root = Path(tempfile.mkdtemp(prefix="datamesh-warehouse-"))
@@ -112,41 +124,7 @@ class Warehouse:
         self._save(state)
         try:
             self._initdb(bin_dir, data_root, state, user)
-            log = self.logs / "postgres.log"
-            state.pid = spawn(
-                [
-                    str(bin_dir / "postgres"),
-                    "-D",
-                    str(data_root / "data"),
-                    "-p",
-                    str(state.port),
-                    "-k",
-                    str(data_root),
-                    "-c",
-                    f"listen_addresses={','.join(state.listen)}",
-                    "-c",
-                    "shared_preload_libraries=pg_stat_statements",
-                    # A throw-away development server: durability is not what we test.
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                log,
-                with_parent=self.die_with_parent,
-                user=user.pw_uid,
-                group=user.pw_gid,
-            )
-            self._save(state)
-            wait_ready(
-                "postgres",
-                {"postgres": state.pid},
-                self.logs,
-                lambda: self._ready(bin_dir, state),
-                START_TIMEOUT_S,
-            )
+            self._launch(bin_dir, state)
             self._client(bin_dir, state, "createdb", DATABASE)
             self._client(
                 bin_dir,
@@ -162,6 +140,53 @@ class Warehouse:
             self.stop()
             raise
         return state
+
+    def _launch(self, bin_dir: Path, state: WarehouseState) -> None:
+        user = _server_user()
+        data_root = Path(state.data_dir)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        state.pid = spawn(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data_root / "data"),
+                "-p",
+                str(state.port),
+                "-k",
+                str(data_root),
+                "-c",
+                f"listen_addresses={','.join(state.listen)}",
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
+                # A throw-away development server: durability is not what we test.
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            self.logs / "postgres.log",
+            with_parent=self.die_with_parent,
+            user=user.pw_uid,
+            group=user.pw_gid,
+        )
+        self._save(state)
+        wait_ready(
+            "postgres",
+            {"postgres": state.pid},
+            self.logs,
+            lambda: self._ready(bin_dir, state),
+            START_TIMEOUT_S,
+        )
+
+    def halt(self) -> None:
+        """Stop the server and keep its data (``start`` resumes it): a warehouse outage."""
+        state = self.load()
+        if state is not None and state.pid:
+            stop_processes([state.pid], sig=signal.SIGINT)
+            state.pid = 0
+            self._save(state)
 
     def _initdb(
         self, bin_dir: Path, data_root: Path, state: WarehouseState, user: pwd.struct_passwd
