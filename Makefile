@@ -28,7 +28,7 @@ help: ## Show this help.
 
 .PHONY: demo
 demo: venv images cluster-up ## Start the local control plane and run the data mesh on it.
-	@$(PY) hack/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig
+	@PYTHONPATH=hack $(PY) hack/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig
 
 .PHONY: argocd-demo
 argocd-demo: venv images argocd cluster-up ## The data mesh synced from a local git repository by a real ArgoCD.

@@ -1,9 +1,10 @@
 """`make demo`: the whole data mesh on the local control plane.
 
 Installs the CRDs, the domain namespaces, the live policies and products. With a node,
-installs the operator with its Helm chart from the local image, runs each compliant
-product's pipeline once and shows nodes, products, claims, jobs and the operator's pod;
-without one, runs the operator as a process until every product is reconciled.
+seeds the source database, installs the operator with its Helm chart from the local image
+and the local warehouse, runs each compliant product's pipeline once (upstreams first) and
+shows nodes, products, the tables and their rows; without one, runs the operator as a
+process until every product is reconciled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Protocol
 
+from localcluster import livemesh
+from localcluster.common import NODE_ADDRESS
+from localcluster.warehouse import DATABASE, Warehouse
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 120
 JOB_TIMEOUT_S = 180
@@ -29,7 +34,9 @@ OPERATOR_IMAGE = "localhost/datamesh/operator"
 
 
 class Run(Protocol):
-    def __call__(self, *cmd: str, quiet: bool = False, check: bool = True) -> str: ...
+    def __call__(
+        self, *cmd: str, quiet: bool = False, check: bool = True, stdin: str | None = None
+    ) -> str: ...
 
 
 def main() -> int:
@@ -44,10 +51,12 @@ def main() -> int:
     ).stdout.split()[-1]
     kubectl = [f"{bin_dir}/kubectl", f"--kubeconfig={args.kubeconfig}"]
 
-    def run(*cmd: str, quiet: bool = False, check: bool = True) -> str:
+    def run(*cmd: str, quiet: bool = False, check: bool = True, stdin: str | None = None) -> str:
         if not quiet:
             print(f"$ kubectl {' '.join(cmd)}", flush=True)
-        proc = subprocess.run([*kubectl, *cmd], check=False, capture_output=True, text=True)
+        proc = subprocess.run(
+            [*kubectl, *cmd], check=False, capture_output=True, text=True, input=stdin
+        )
         if check and proc.returncode != 0:
             raise SystemExit(f"kubectl {' '.join(cmd)} failed: {proc.stderr.strip()}")
         if not quiet:
@@ -65,7 +74,19 @@ def main() -> int:
 
     nodes = run("get", "nodes", "-o", "name", quiet=True).split()
     if nodes:
-        return with_node(run, bin_dir, args.kubeconfig)
+        warehouse = Warehouse(args.kubeconfig.parent)
+        if not warehouse.running():
+            raise SystemExit("the warehouse is not running: start the cluster with make cluster-up")
+        print("\nSeeding the source database and handing out the warehouse's Secrets ...")
+        livemesh.seed_sources(warehouse)
+        namespaces = [p.parent.name for p in sorted((ROOT / "products").glob("*/namespace.yaml"))]
+        secrets = [
+            livemesh.warehouse_secret(warehouse, NODE_ADDRESS, NAMESPACE),
+            *livemesh.source_secrets(warehouse, NODE_ADDRESS, namespaces),
+        ]
+        for secret in secrets:
+            run("apply", "-f", "-", quiet=True, stdin=json.dumps(secret))
+        return with_node(run, bin_dir, args.kubeconfig, warehouse)
     print("\nNo node in this cluster: the operator runs as a process.", flush=True)
     return without_node(run, args.kubeconfig)
 
@@ -88,8 +109,9 @@ def reconciled(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
     return items, pending
 
 
-def with_node(run: Run, bin_dir: str, kubeconfig: Path) -> int:
-    """The operator from its image, installed by the chart; one pipeline run per product."""
+def with_node(run: Run, bin_dir: str, kubeconfig: Path, warehouse: Warehouse) -> int:
+    """The operator from its image, installed by the chart with the local warehouse; one
+    pipeline run per product, upstreams before their consumers."""
     print("\nInstalling the operator with Helm (its local image) ...", flush=True)
     helm_home = ROOT / ".cache" / "helm"
     subprocess.run(
@@ -100,6 +122,7 @@ def with_node(run: Run, bin_dir: str, kubeconfig: Path) -> int:
             *("--namespace", NAMESPACE, "--wait", "--timeout", "180s"),
             *("--set", f"image.repository={OPERATOR_IMAGE}", "--set", f"image.tag={VERSION}"),
             *("--set", "image.pullPolicy=Never"),
+            *livemesh.helm_values(),
             # A rebuilt image keeps its tag: roll the pod when the image changed.
             *("--set-string", f"podAnnotations.datamesh\\.io/image-id={image_id()}"),
         ],
@@ -115,6 +138,11 @@ def with_node(run: Run, bin_dir: str, kubeconfig: Path) -> int:
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         items, pending = reconciled(run)
+        pending += [
+            i["metadata"]["name"]
+            for i in items
+            if condition(i, "WarehouseReady") not in ("True", None) and i["spec"].get("pipeline")
+        ]
         if not pending:
             break
         if time.monotonic() > deadline:
@@ -126,55 +154,46 @@ def with_node(run: Run, bin_dir: str, kubeconfig: Path) -> int:
             return 1
         time.sleep(0.5)
     print(f"Every product reconciled ({len(items)}).", flush=True)
-    # One run per product now, rather than waiting for each schedule.
+    compliant = [i for i in items if i.get("status", {}).get("compliance", {}).get("compliant")]
+    waves = livemesh.pipeline_waves(compliant)
     stamp = time.strftime("%H%M%S")
-    jobs: list[tuple[str, str]] = []
-    for item in items:
-        ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
-        cron = json.loads(
-            run(
-                "get",
-                "cronjob",
-                f"{name}-pipeline",
+    failed: list[str] = []
+    started = time.monotonic()
+    for number, wave in enumerate(waves, 1):
+        print(f"Pipeline runs, wave {number}: {', '.join(n for _, n in wave)}", flush=True)
+        jobs = []
+        for ns, name in wave:
+            job = f"{name}-demo-{stamp}"
+            run("create", "job", f"--from=cronjob/{name}-pipeline", job, "-n", ns, quiet=True)
+            jobs.append((ns, job))
+        for ns, job in jobs:
+            remaining = max(10, int(deadline + JOB_TIMEOUT_S - time.monotonic()))
+            out = run(
+                "wait",
+                "--for=condition=Complete",
+                f"job/{job}",
                 "-n",
                 ns,
-                "-o",
-                "json",
+                f"--timeout={remaining}s",
                 quiet=True,
                 check=False,
             )
-            or "{}"
-        )
-        if not cron or cron["spec"].get("suspend"):
-            continue
-        job = f"{name}-demo-{stamp}"
-        run("create", "job", f"--from=cronjob/{name}-pipeline", job, "-n", ns, quiet=True)
-        jobs.append((ns, job))
-    print(f"Started one pipeline run for each of {len(jobs)} compliant products ...", flush=True)
-    failed = []
-    for ns, job in jobs:
-        remaining = max(10, int(deadline + JOB_TIMEOUT_S - time.monotonic()))
-        out = run(
-            "wait",
-            "--for=condition=Complete",
-            f"job/{job}",
-            "-n",
-            ns,
-            f"--timeout={remaining}s",
-            quiet=True,
-            check=False,
-        )
-        if "condition met" not in out:
-            failed.append(f"{ns}/{job}")
-    print()
+            if "condition met" not in out:
+                failed.append(f"{ns}/{job}")
+        if failed:
+            break
+    print(f"Pipelines ran in {time.monotonic() - started:.1f} s.\n", flush=True)
     run("get", "nodes")
     print()
     run("get", "dataproducts", "-A", "-o", "wide")
     print()
-    run("get", "pvc,cronjobs,jobs", "-n", "sales")
-    print()
     run("get", "pods", "-n", NAMESPACE)
+    print("\nTables in the warehouse and their rows:", flush=True)
+    print(warehouse.psql(DATABASE, "-c", livemesh.ROW_COUNTS), end="", flush=True)
     if failed:
+        for ref in failed:
+            ns, job = ref.split("/")
+            run("logs", f"job/{job}", "-n", ns, "--tail=5", check=False)
         print(f"\npipeline runs that did not complete: {', '.join(failed)}", file=sys.stderr)
         return 1
     print(
@@ -182,6 +201,13 @@ def with_node(run: Run, bin_dir: str, kubeconfig: Path) -> int:
         "Stop everything with `make cluster-down`."
     )
     return 0
+
+
+def condition(item: dict[str, Any], type_: str) -> str | None:
+    for c in item.get("status", {}).get("conditions") or []:
+        if c["type"] == type_:
+            return str(c["status"])
+    return None
 
 
 def without_node(run: Run, kubeconfig: Path) -> int:

@@ -223,7 +223,25 @@ class Warehouse:
         hba += [f"host all all {net} scram-sha-256" for net in ("127.0.0.1/32", POD_NETWORK)]
         (data_root / "data" / "pg_hba.conf").write_text("\n".join(hba) + "\n")
 
-    def _client(self, bin_dir: Path, state: WarehouseState, tool: str, *args: str) -> None:
+    def psql(self, database: str, *args: str) -> str:
+        """psql as the admin against ``database`` (stops at the first error); its output."""
+        state = self.load()
+        if state is None:
+            raise ClusterError("the warehouse is not running")
+        return self._client(
+            postgres_bin(),
+            state,
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+            *args,
+        )
+
+    def _client(self, bin_dir: Path, state: WarehouseState, tool: str, *args: str) -> str:
         proc = subprocess.run(
             [
                 str(bin_dir / tool),
@@ -242,6 +260,7 @@ class Warehouse:
         )
         if proc.returncode != 0:
             raise ClusterError(f"{tool} {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
 
     @staticmethod
     def _ready(bin_dir: Path, state: WarehouseState) -> bool:

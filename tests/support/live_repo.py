@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import yaml
+
 from tests.support import ROOT
 from tests.support.cluster import Cluster
 
@@ -20,3 +24,12 @@ def apply_live(cluster: Cluster) -> None:
         cluster.kubectl("apply", "-f", str(ns))
     cluster.kubectl("apply", "-R", "-f", str(ROOT / "policies"))
     cluster.kubectl("apply", "-R", "-f", str(ROOT / "products"))
+
+
+def live_products() -> list[dict[str, Any]]:
+    """Every live product's document, parsed from products/."""
+    return [
+        yaml.safe_load(p.read_text())
+        for p in sorted((ROOT / "products").rglob("*.yaml"))
+        if p.name != "namespace.yaml"
+    ]
