@@ -394,9 +394,11 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(directory: Path, *, node: bool = False) -> Iterator[ClusterState]:
+def running_cluster(
+    directory: Path, *, node: bool = False, warehouse: bool = False
+) -> Iterator[ClusterState]:
     """Start a cluster that dies with this process, and stop it on any exit."""
-    cluster = LocalCluster(directory, die_with_parent=True, node=node)
+    cluster = LocalCluster(directory, die_with_parent=True, node=node, warehouse=warehouse)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: object) -> None:

@@ -112,7 +112,7 @@ def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
     return path
 
 
-def install_local_image(cluster: Cluster, image: str, image_id: str) -> None:
+def install_local_image(cluster: Cluster, image: str, image_id: str, *values: str) -> None:
     """The chart installed as `make demo` does on a cluster with a node: the operator's
     locally built image, never pulled, and the pod rolled when the image changes."""
     repository, tag = image.rsplit(":", 1)
@@ -123,4 +123,5 @@ def install_local_image(cluster: Cluster, image: str, image_id: str) -> None:
         *("--set", f"image.repository={repository}", "--set", f"image.tag={tag}"),
         *("--set", "image.pullPolicy=Never", "--set", "operator.resyncSeconds=30"),
         *("--set-string", f"podAnnotations.datamesh\\.io/image-id={image_id[:16]}"),
+        *values,
     )

@@ -29,9 +29,9 @@ from psycopg import sql
 
 from datamesh.dataplane.pipeline import CONTRACT, PipelineError, read_contract
 from datamesh.governance.breaking_changes import semver
+from datamesh.governance.pipeline_sql import PLACEHOLDER
 from datamesh.governance.warehouse_names import WarehouseNames
 
-PLACEHOLDER = re.compile(r"\{\{\s*([a-z0-9-]+(?:/[a-z0-9-]+)?)\s*\}\}")
 SOURCE_PREFIX = "SOURCE_"
 COPY_BATCH = 5000
 

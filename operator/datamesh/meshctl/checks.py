@@ -22,7 +22,7 @@ from datamesh.api import crd
 from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL, namespace_domain
 from datamesh.api.fieldpath import field_path
 from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, PortType, Violation
-from datamesh.governance import access, policy, warehouse_names
+from datamesh.governance import access, pipeline_sql, policy, warehouse_names
 from datamesh.governance.breaking_changes import semver
 from datamesh.governance.cel import environment
 from datamesh.governance.lineage import Graph
@@ -348,6 +348,7 @@ def validate(
             if obj is not None:
                 problems.extend(_placement(doc, obj))
                 problems.extend(_warehouse_names(doc, obj))
+                problems.extend(_pipeline_sql(doc, obj))
             report.products.append(
                 ProductResult(doc.file, doc.line, namespace, name, obj, problems)
             )
@@ -484,6 +485,14 @@ def _warehouse_names(doc: Document, product: DataProduct) -> list[Problem]:
             ports,
             spec.access.readers.domains,
         )
+    ]
+
+
+def _pipeline_sql(doc: Document, product: DataProduct) -> list[Problem]:
+    """A query the SQL runner would refuse when it runs: refused in the pull request."""
+    return [
+        Problem(doc.file, doc.line_of(list(path)), doc.ref, field_path(path), message)
+        for path, message in pipeline_sql.problems(product)
     ]
 
 

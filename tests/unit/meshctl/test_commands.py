@@ -286,3 +286,29 @@ def test_a_table_name_the_warehouse_would_truncate_is_an_error_on_the_port(
     assert len(errors) == 1, out
     assert "spec.outputPorts[0].name" in errors[0]
     assert f"the table of port 'orders__{long_port}_v1' is 64 bytes" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda job: job.update(sql="SELECT * FROM {{ ledger }}"),
+            "{{ ledger }} names no input port of the product (inputs: sales/customers, "
+            "sales/orders)",
+        ),
+        (
+            lambda job: job.update(sql="SELECT * FROM {{ orders }}", sourceSecret="sources"),
+            "a query run in the source database (sourceSecret) cannot name input ports",
+        ),
+    ],
+)
+def test_a_pipeline_query_naming_no_input_port_is_an_error_on_the_query(
+    repo: Path, capsys: pytest.CaptureFixture[str], change: Any, message: str
+) -> None:
+    path = repo / "products" / "sales" / "revenue-daily.yaml"
+    edit(path, lambda d: change(d["spec"]["pipeline"]))
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    errors = [line for line in out.splitlines() if "revenue-daily.yaml" in line and "error" in line]
+    assert len(errors) == 1, out
+    assert "spec.pipeline.sql" in errors[0] and message in errors[0]
