@@ -158,6 +158,10 @@ class Warehouse:
                 f"listen_addresses={','.join(state.listen)}",
                 "-c",
                 "shared_preload_libraries=pg_stat_statements",
+                # Room for every distinct statement of a 1,000-product provisioning, so
+                # the counts that prove what the operator sends are never evicted.
+                "-c",
+                "pg_stat_statements.max=50000",
                 # A throw-away development server: durability is not what we test.
                 "-c",
                 "fsync=off",

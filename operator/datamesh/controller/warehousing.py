@@ -89,6 +89,8 @@ class WarehouseProvisioner:
         self.connections = dict(connections)
         self.default = next(iter(self.connections), None)
         self.drift_seconds = drift_seconds
+        # One engine per warehouse, so each worker thread keeps its connection.
+        self.engines = {name: c.engine() for name, c in self.connections.items()}
         self.clock = clock
         self._verified: dict[str, float] = {}
         self._guard = threading.Lock()
@@ -154,7 +156,7 @@ class WarehouseProvisioner:
         if before.get("planHash") == digest and last_ready(previous) and not self._drift_due(uid):
             return self._done(status)
         try:
-            engine = connection.engine()
+            engine = self.engines[connection.name]
             out = changes(desired, engine.observe(desired))
             engine.apply(out.statements)
             engine.set_password(desired.pipeline_role, connection.password(desired.pipeline_role))
@@ -236,7 +238,7 @@ class WarehouseProvisioner:
         names = WarehouseNames(product.spec.domain, product.metadata.name)
         if product.spec.deletion_policy != DeletionPolicy.DELETE:
             return f"retained its tables in warehouse {connection.name}"
-        dropped = connection.engine().drop_product(
+        dropped = self.engines[connection.name].drop_product(
             names.schema, names.table_prefix, names.pipeline_role
         )
         return f"dropped {', '.join(dropped) or 'nothing'} in warehouse {connection.name}"

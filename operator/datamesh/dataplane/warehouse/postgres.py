@@ -8,8 +8,9 @@ Another engine (Trino, a cloud warehouse) is another module with the same two me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -17,6 +18,8 @@ from psycopg import sql
 from datamesh.dataplane.warehouse.plan import Column, ProductWarehouse
 from datamesh.dataplane.warehouse.statements import Observed, ObservedTable
 from datamesh.governance.warehouse_names import ROLE_PREFIXES
+
+T = TypeVar("T")
 
 WRITER_PRIVILEGE_SET = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"})
 
@@ -50,46 +53,76 @@ WHERE c.oid = %s AND (starts_with(r.rolname, %s) OR starts_with(r.rolname, %s))
 
 
 class PostgresWarehouse:
-    """One connection string (the warehouse's admin, from its Secret)."""
+    """One connection string (the warehouse's admin, from its Secret). Each thread keeps
+    its connection between calls: opening one costs a SCRAM exchange, several times the
+    work of a product's statements. A kept connection that has gone (the server
+    restarted) is replaced once, at once, instead of failing the product."""
 
     def __init__(self, dsn: str, *, connect_timeout: int = 5) -> None:
         self.dsn = dsn
         self.connect_timeout = connect_timeout
+        self._local = threading.local()
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn, connect_timeout=self.connect_timeout, autocommit=True)
 
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed:
+            try:
+                return work(conn)
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+                conn.close()
+        self._local.conn = conn = self._connect()
+        try:
+            return work(conn)
+        except psycopg.OperationalError:
+            if conn.broken:
+                conn.close()
+            raise
+
+    def close(self) -> None:
+        """This thread's connection, if it keeps one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     def observe(self, desired: ProductWarehouse) -> Observed:
         """What exists of ``desired``'s schema, roles, schema rights and tables."""
+        return self._run(lambda conn: self._observe(conn, desired))
+
+    def _observe(self, conn: psycopg.Connection[Any], desired: ProductWarehouse) -> Observed:
         roles = sorted({desired.pipeline_role} | {r for t in desired.tables for r in t.readers})
-        with self._connect() as conn:
-            schema_exists = bool(
-                conn.execute(
-                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (desired.schema,)
-                ).fetchone()
+        schema_exists = bool(
+            conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (desired.schema,)
+            ).fetchone()
+        )
+        existing_roles = frozenset(
+            row[0]
+            for row in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,)
             )
-            existing_roles = frozenset(
+        )
+        usage: frozenset[str] = frozenset()
+        if schema_exists and existing_roles:
+            usage = frozenset(
                 row[0]
                 for row in conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,)
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) "
+                    "AND has_schema_privilege(rolname, %s, 'USAGE')",
+                    (sorted(existing_roles), desired.schema),
                 )
             )
-            usage: frozenset[str] = frozenset()
-            if schema_exists and existing_roles:
-                usage = frozenset(
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) "
-                        "AND has_schema_privilege(rolname, %s, 'USAGE')",
-                        (sorted(existing_roles), desired.schema),
-                    )
-                )
-            tables = {}
-            if schema_exists:
-                for table in desired.tables:
-                    found = self._table(conn, desired.schema, table.name, desired.pipeline_role)
-                    if found is not None:
-                        tables[table.name] = found
+        tables = {}
+        if schema_exists:
+            for table in desired.tables:
+                found = self._table(conn, desired.schema, table.name, desired.pipeline_role)
+                if found is not None:
+                    tables[table.name] = found
         return Observed(
             schema_exists=schema_exists,
             roles=existing_roles,
@@ -123,7 +156,8 @@ class PostgresWarehouse:
     def set_password(self, role: str, password: str) -> None:
         """The pipeline role's login password. Only its SCRAM verifier, made on this
         side, reaches the server, so no statement log or statistics hold the password."""
-        with self._connect() as conn:
+
+        def work(conn: psycopg.Connection[Any]) -> None:
             verifier = conn.pgconn.encrypt_password(
                 password.encode(), role.encode(), b"scram-sha-256"
             ).decode()
@@ -133,11 +167,19 @@ class PostgresWarehouse:
                 )
             )
 
+        self._run(work)
+
     def drop_product(self, schema: str, table_prefix: str, role: str) -> list[str]:
         """Every table of the schema whose name starts with ``table_prefix`` (each major
         version of each port), then the role with whatever it was granted; one
         transaction. Safe to repeat."""
-        with self._connect() as conn, conn.transaction():
+        return self._run(lambda conn: self._drop(conn, schema, table_prefix, role))
+
+    @staticmethod
+    def _drop(
+        conn: psycopg.Connection[Any], schema: str, table_prefix: str, role: str
+    ) -> list[str]:
+        with conn.transaction():
             tables = [
                 row[0]
                 for row in conn.execute(
@@ -165,6 +207,10 @@ class PostgresWarehouse:
         """Run ``statements`` in one transaction."""
         if not statements:
             return
-        with self._connect() as conn, conn.transaction():
-            for statement in statements:
-                conn.execute(statement.encode())
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement.encode())
+
+        self._run(work)
