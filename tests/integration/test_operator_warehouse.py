@@ -143,6 +143,7 @@ def test_a_product_gets_its_table_and_a_login_that_reaches_only_what_it_may(
         inputPorts=[{"product": "orders", "domain": sales}],
     )
     st = wait_provisioned(cluster, sales, "orders")
+    assert op.metric_sum("datamesh_warehouse_statements_total", warehouse="main") > 0
     schema = sales.replace("-", "_")
     assert st["warehouse"]["tables"] == [f"{schema}.orders__orders_v1"]
     assert st["warehouse"]["role"] == f"dmp_{schema}__orders"

@@ -29,6 +29,12 @@ API_WRITES = Counter(
     ["verb", "kind"],
     registry=REGISTRY,
 )
+WAREHOUSE_STATEMENTS = Counter(
+    "datamesh_warehouse_statements_total",
+    "Statements sent to a warehouse to change it (catalog reads not counted).",
+    ["warehouse"],
+    registry=REGISTRY,
+)
 PRODUCTS_BY_PHASE = Gauge(
     "datamesh_products",
     "Products by phase, as of the last reconcile of each.",

@@ -68,7 +68,7 @@ class WarehouseOutcome:
 
 
 # Warehouse reasons that only a change of the product's spec or of the chart can fix.
-WAREHOUSE_SPEC_REASONS = frozenset({"InvalidName", "UnknownWarehouse"})
+WAREHOUSE_SPEC_REASONS = frozenset({"InvalidName", "UnmappedType", "UnknownWarehouse"})
 
 
 def _clip(text: str) -> str:

@@ -22,13 +22,14 @@ from typing import Any
 import psycopg
 
 from datamesh.api.models import DataProduct, DeletionPolicy, PortType, WarehouseStatus
-from datamesh.controller import provisioning
+from datamesh.controller import metrics, provisioning
 from datamesh.controller.kube import Cluster, api_message, is_status
 from datamesh.controller.status import WarehouseOutcome
 from datamesh.controller.warehouses import WarehouseConnection
 from datamesh.dataplane.warehouse.plan import Consumer, ProductWarehouse, plan
 from datamesh.dataplane.warehouse.statements import changes
-from datamesh.governance.warehouse_names import WarehouseNames
+from datamesh.dataplane.warehouse.types import UnmappedType
+from datamesh.governance.warehouse_names import WarehouseNameError, WarehouseNames
 
 log = logging.getLogger("datamesh.controller.warehousing")
 
@@ -142,7 +143,9 @@ class WarehouseProvisioner:
             )
         try:
             desired = plan(product, consumers)
-        except ValueError as exc:  # a name over the limit, a type without a column type
+        except UnmappedType as exc:
+            return WarehouseOutcome(False, "UnmappedType", str(exc))
+        except WarehouseNameError as exc:
             return WarehouseOutcome(False, "InvalidName", str(exc))
         digest = plan_digest(desired, connection)
         names = provisioning.Names(product.metadata.name)
@@ -176,6 +179,7 @@ class WarehouseProvisioner:
                 status=_recorded(before),
                 retry=True,
             )
+        metrics.WAREHOUSE_STATEMENTS.labels(connection.name).inc(len(out.statements))
         if out.statements:
             log.info(
                 "%s: %d statements sent to warehouse %s",
