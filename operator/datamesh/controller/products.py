@@ -121,7 +121,9 @@ class ProductReconciler:
             if warehouse is not None and warehouse.status is not None
             else None
         )
-        if needs_children_pass(provision, previous, compliant=evaluation.compliant):
+        if needs_children_pass(
+            provision, previous, compliant=evaluation.compliant, warehouse_secret=secret
+        ):
             # A product that never had children creates them straight away; one that
             # had reads them first and repairs only what drifted.
             fresh = not (previous.get("children") or {})
@@ -258,18 +260,27 @@ def consumers(product: DataProduct, lineage: Lookup) -> list[Consumer]:
     return sorted(out, key=lambda c: (c.domain, c.product))
 
 
-def needs_children_pass(provision: bool, previous: Mapping[str, Any], *, compliant: bool) -> bool:
+def needs_children_pass(
+    provision: bool,
+    previous: Mapping[str, Any],
+    *,
+    compliant: bool,
+    warehouse_secret: str | None = None,
+) -> bool:
     """Whether this reconcile reads and repairs the children, or may take them from the
     last status (a re-evaluation after a policy or lineage change). It must when asked,
-    when the verdict flipped, when nothing was written yet, and when the last pass
-    failed: a status taken over from a failed pass would claim progress that is not
-    happening, so the failure is looked at again and reported again."""
+    when the verdict flipped, when nothing was written yet, when the last pass failed (a
+    status taken over from a failed pass would claim progress that is not happening, so
+    the failure is looked at again and reported again), and when the pipeline's
+    warehouse login appeared since (its CronJob must load it)."""
     was_compliant = (previous.get("compliance") or {}).get("compliant")
+    had_secret = (previous.get("children") or {}).get("warehouseSecret")
     return (
         provision
         or not previous
         or was_compliant is not compliant
         or previous.get("phase") == Phase.FAILED.value
+        or (warehouse_secret is not None and had_secret != warehouse_secret)
     )
 
 

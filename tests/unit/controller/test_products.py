@@ -44,3 +44,12 @@ def test_a_failed_product_is_looked_at_again_on_every_reconcile() -> None:
     assert needs_children_pass(False, ready, compliant=False)  # the verdict flipped
     assert needs_children_pass(False, {}, compliant=True)  # never reconciled
     assert needs_children_pass(True, ready, compliant=True)
+
+
+def test_a_warehouse_login_that_appeared_reaches_the_cron_job_on_a_re_evaluation() -> None:
+    """The first pass's warehouse step failed (no Secret yet) and a lineage re-evaluation
+    provisioned the tables: the CronJob must be patched to load the login then."""
+    before = {"phase": "Provisioning", "compliance": {"compliant": True}, "children": {}}
+    assert needs_children_pass(False, before, compliant=True, warehouse_secret="o-warehouse")
+    after = {**before, "children": {"warehouseSecret": "o-warehouse"}}
+    assert not needs_children_pass(False, after, compliant=True, warehouse_secret="o-warehouse")
