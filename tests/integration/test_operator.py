@@ -237,7 +237,7 @@ def _product_in(namespace: str, name: str = "ledger", **spec: Any) -> str:
     spec.setdefault("domain", namespace)
     doc = product_dict(**spec)
     doc["metadata"] = {"name": name, "namespace": namespace}
-    doc["spec"]["pipeline"] = {"schedule": "0 * * * *", "image": "images.example.com/p:1"}
+    doc["spec"]["pipeline"] = {"schedule": "0 0 1 1 *", "image": "images.example.com/p:1"}
     return dump(doc)
 
 

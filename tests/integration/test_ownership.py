@@ -21,7 +21,7 @@ from tests.support.operator import Operator
 from tests.support.waiting import wait_for
 
 NAME = "ledger"
-JOB = {"schedule": "0 * * * *", "image": "images.example.com/p:1"}
+JOB = {"schedule": "0 0 1 1 *", "image": "images.example.com/p:1"}
 
 FOREIGN: dict[str, dict[str, Any]] = {
     "persistentvolumeclaim": {
