@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 import localcluster
@@ -30,8 +29,10 @@ from tests.support import ROOT
 from tests.support.chart import NAMESPACE, RELEASE, install_local_image
 from tests.support.cluster import Cluster
 from tests.support.factories import dump, product_dict
+from tests.support.kube import wait_job_complete
 from tests.support.live_repo import apply_live, live_products
 from tests.support.waiting import wait_for
+from tests.support.warehouse import admin
 
 OPERATOR_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-datamesh-operator"
 
@@ -75,13 +76,6 @@ def mesh() -> Iterator[tuple[Cluster, Warehouse]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def admin(warehouse: Warehouse, query: str) -> list[tuple[Any, ...]]:
-    state = warehouse.load()
-    assert state is not None
-    with psycopg.connect(state.dsn(), autocommit=True) as conn:
-        return conn.execute(query.encode()).fetchall()
-
-
 def products(cluster: Cluster, namespace: str | None = None) -> list[dict[str, Any]]:
     scope = ["-n", namespace] if namespace else ["-A"]
     out = cluster.kubectl("get", "dataproducts", *scope, "-o", "json").stdout
@@ -101,20 +95,7 @@ def run_job(cluster: Cluster, namespace: str, product: str, job: str) -> None:
 
 def wait_jobs(cluster: Cluster, jobs: list[tuple[str, str]], timeout: int = 240) -> None:
     for ns, job in jobs:
-        proc = cluster.kubectl(
-            "wait",
-            "--for=condition=Complete",
-            f"job/{job}",
-            "-n",
-            ns,
-            f"--timeout={timeout}s",
-            check=False,
-            timeout=timeout + 30,
-        )
-        assert proc.returncode == 0, (
-            f"job {ns}/{job} did not complete:\n"
-            + cluster.kubectl("logs", f"job/{job}", "-n", ns, "--tail=20", check=False).stdout
-        )
+        wait_job_complete(cluster, ns, job, timeout)
 
 
 def test_every_live_pipeline_pod_fills_its_table_from_its_upstreams(

@@ -28,6 +28,7 @@ from tests.support import ROOT
 from tests.support.chart import NAMESPACE, RELEASE, install_local_image
 from tests.support.cluster import Cluster
 from tests.support.factories import product_dict
+from tests.support.kube import wait_job_complete
 from tests.support.waiting import wait_for
 
 DOMAIN = "nodetest"
@@ -107,20 +108,7 @@ def run_pipeline(cluster: Cluster, product: str, job: str) -> None:
 
 
 def wait_complete(cluster: Cluster, job: str, timeout: int = 180) -> None:
-    proc = cluster.kubectl(
-        "wait",
-        "--for=condition=Complete",
-        f"job/{job}",
-        "-n",
-        DOMAIN,
-        f"--timeout={timeout}s",
-        check=False,
-        timeout=timeout + 30,
-    )
-    assert proc.returncode == 0, (
-        f"job {job} did not complete: {proc.stderr}\n"
-        + cluster.kubectl("describe", "job", job, "-n", DOMAIN, check=False).stdout[-3000:]
-    )
+    wait_job_complete(cluster, DOMAIN, job, timeout)
 
 
 def claim_folder(cluster: Cluster, claim: str) -> Path:

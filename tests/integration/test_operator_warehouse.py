@@ -17,30 +17,20 @@ import psycopg
 import pytest
 
 from datamesh.api.constants import DOMAIN_LABEL
-from localcluster.warehouse import Warehouse, WarehouseState
+from localcluster.warehouse import Warehouse
 from tests.support.cluster import Cluster
 from tests.support.factories import dump, product_dict
 from tests.support.kube import get
 from tests.support.operator import Operator
 from tests.support.waiting import wait_for
+from tests.support.warehouse import admin, running_warehouse, state
 
 KEY = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    server = Warehouse(tmp_path_factory.mktemp("cluster"), die_with_parent=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def state(warehouse: Warehouse) -> WarehouseState:
-    loaded = warehouse.load()
-    assert loaded is not None
-    return loaded
+    yield from running_warehouse(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +90,6 @@ def wait_provisioned(
         what=f"{namespace}/{name} to be provisioned in the warehouse",
     )
     return status_of(cluster, namespace, name)
-
-
-def admin(warehouse: Warehouse, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(state(warehouse).dsn(), autocommit=True) as conn:
-        cur = conn.execute(statement, params or None)  # type: ignore[call-overload]
-        return cur.fetchall() if cur.description else []
 
 
 def pipeline_login(cluster: Cluster, namespace: str, product: str) -> str:

@@ -12,9 +12,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
@@ -27,27 +25,18 @@ from datamesh.dataplane.warehouse.postgres import PostgresWarehouse
 from datamesh.dataplane.warehouse.statements import changes
 from datamesh.governance.lineage import Graph, GraphLookup
 from localcluster import livemesh
-from localcluster.warehouse import Warehouse, WarehouseState
+from localcluster.warehouse import Warehouse
 from tests.support.live_repo import live_products
+from tests.support.warehouse import admin, running_warehouse, state
 
 HOST = "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    warehouse = Warehouse(tmp_path_factory.mktemp("cluster"), die_with_parent=True)
-    warehouse.start()
-    try:
+    for warehouse in running_warehouse(tmp_path_factory.mktemp("cluster")):
         livemesh.seed_sources(warehouse)
         yield warehouse
-    finally:
-        warehouse.stop()
-
-
-def state(server: Warehouse) -> WarehouseState:
-    loaded = server.load()
-    assert loaded is not None
-    return loaded
 
 
 def connection(server: Warehouse) -> WarehouseConnection:
@@ -108,11 +97,6 @@ def run_pipeline(
         timeout=120,
         check=False,
     )
-
-
-def admin(server: Warehouse, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(state(server).dsn(), autocommit=True) as conn:
-        return conn.execute(query.encode()).fetchall()
 
 
 def test_every_live_pipeline_fills_its_table_upstreams_first(

@@ -43,3 +43,24 @@ def resource_versions(cluster: Cluster, namespaces: list[str]) -> dict[str, str]
                 "resourceVersion"
             ]
     return out
+
+
+def wait_job_complete(cluster: Cluster, namespace: str, job: str, timeout: int = 180) -> None:
+    """Wait for a Job to complete; a failure shows its description and its pod's log."""
+    proc = cluster.kubectl(
+        "wait",
+        "--for=condition=Complete",
+        f"job/{job}",
+        "-n",
+        namespace,
+        f"--timeout={timeout}s",
+        check=False,
+        timeout=timeout + 30,
+    )
+    if proc.returncode != 0:
+        described = cluster.kubectl("describe", "job", job, "-n", namespace, check=False)
+        logs = cluster.kubectl("logs", f"job/{job}", "-n", namespace, "--tail=20", check=False)
+        raise AssertionError(
+            f"job {namespace}/{job} did not complete: {proc.stderr}\n"
+            f"{described.stdout[-3000:]}\n{logs.stdout}"
+        )

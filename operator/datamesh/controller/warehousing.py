@@ -163,19 +163,13 @@ class WarehouseProvisioner:
             out = changes(desired, engine.observe(desired))
             engine.apply(out.statements)
             engine.set_password(desired.pipeline_role, connection.password(desired.pipeline_role))
-        except psycopg.OperationalError as exc:
-            return WarehouseOutcome(
-                False,
-                "WarehouseUnavailable",
-                f"warehouse {connection.name}: {_first_line(exc)} (retrying)",
-                status=_recorded(before),
-                retry=True,
-            )
         except psycopg.Error as exc:
+            down = isinstance(exc, psycopg.OperationalError)
             return WarehouseOutcome(
                 False,
-                "StatementFailed",
-                f"warehouse {connection.name}: {_first_line(exc)}; nothing was changed (retrying)",
+                "WarehouseUnavailable" if down else "StatementFailed",
+                f"warehouse {connection.name}: {_first_line(exc)}"
+                + (" (retrying)" if down else "; nothing was changed (retrying)"),
                 status=_recorded(before),
                 retry=True,
             )

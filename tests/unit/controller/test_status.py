@@ -22,7 +22,7 @@ def evaluation(ok: bool) -> policy.Evaluation:
     return policy.evaluate(product(), [policy.compile_policy(policy_obj(rules=[rule]))], now=T0)
 
 
-def compute(ok: bool, observed: status.Observed = ALL, previous=None, now=T0):  # type: ignore[no-untyped-def]
+def compute(ok: bool, observed: status.Observed = ALL, previous=None, now=T0, warehouse=None):  # type: ignore[no-untyped-def]
     return status.to_dict(
         status.compute(
             generation=3,
@@ -31,6 +31,7 @@ def compute(ok: bool, observed: status.Observed = ALL, previous=None, now=T0):  
             lineage=Lineage(),
             previous=previous,
             now=now,
+            warehouse=warehouse,
         )
     )
 
@@ -163,17 +164,7 @@ def test_a_succeeded_run_keeps_the_product_ready_and_says_when() -> None:
 
 
 def warehouse_case(outcome: status.WarehouseOutcome | None) -> dict:  # type: ignore[type-arg]
-    return status.to_dict(
-        status.compute(
-            generation=3,
-            evaluation=evaluation(True),
-            observed=ALL,
-            lineage=Lineage(),
-            previous=None,
-            now=T0,
-            warehouse=outcome,
-        )
-    )
+    return compute(True, warehouse=outcome)  # type: ignore[no-any-return]
 
 
 TABLES = WarehouseStatus(name="main", role="dmp_sales__orders", tables=["sales.orders__o_v1"])
