@@ -75,3 +75,16 @@ def test_the_source_connection_comes_from_prefixed_libpq_variables() -> None:
     assert source_conninfo({"PGHOST": "warehouse"}) is None
     info = source_conninfo({"SOURCE_PGHOST": "db", "SOURCE_PGUSER": "u", "SOURCE_PGPORT": "5"})
     assert info is not None and set(info.split()) == {"host=db", "user=u", "port=5"}
+
+
+def test_without_a_warehouse_login_there_is_nothing_to_refresh(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A platform with no warehouse provisions no table: the run succeeds doing nothing
+    (the live products' CronJobs run in such clusters too)."""
+    from datamesh.dataplane.sql_runner import main
+
+    monkeypatch.delenv("PGHOST", raising=False)
+    monkeypatch.setenv("DATAMESH_SQL", "SELECT 1")
+    assert main(["--contract", "/nonexistent"]) == 0
+    assert "no warehouse is configured" in capsys.readouterr().out
