@@ -6,6 +6,7 @@ same pipelines as pods."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,7 +91,15 @@ def run_pipeline(
         source = livemesh.source_secrets(server, HOST, [product.metadata.namespace])[0]
         env |= {f"SOURCE_{k}": v for k, v in source["stringData"].items()}
     return subprocess.run(
-        [sys.executable, "-m", "datamesh.dataplane.sql_runner", "--contract", str(contract)],
+        [
+            sys.executable,
+            "-m",
+            "datamesh.dataplane.sql_runner",
+            "--contract",
+            str(contract),
+            "--termination-log",
+            str(contract.with_suffix(".report")),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -122,9 +131,28 @@ def test_every_live_pipeline_fills_its_table_upstreams_first(
     (total,) = admin(server, "SELECT sum(quantity * unit_price) FROM sales.orders__warehouse_v1")[0]
     (revenue,) = admin(server, "SELECT sum(revenue) FROM sales.revenue_daily__warehouse_v1")[0]
     assert revenue == total and isinstance(total, Decimal) and total > 0
-    (orders,) = admin(server, "SELECT count(DISTINCT order_id) FROM sales.orders__warehouse_v1")[0]
+    (orders,) = admin(
+        server, "SELECT count(DISTINCT (order_id, currency)) FROM sales.orders__warehouse_v1"
+    )[0]
     (counted,) = admin(server, "SELECT sum(order_count) FROM sales.revenue_daily__warehouse_v1")[0]
     assert counted == orders
+    # Each run checked its table right after loading it: the seeded defect (three order
+    # lines in a currency the contract does not allow) is the only failing check.
+    reports = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.report")}
+    assert set(reports) == {p.metadata.name for p in mesh.values()}
+    failed = {
+        (name, c["name"]): c
+        for name, report in reports.items()
+        for c in report["checks"]
+        if c["verdict"] == "Failed"
+    }
+    assert list(failed) == [("orders", "currency-allowed-values")]
+    sample = failed[("orders", "currency-allowed-values")]["sample"]
+    assert {(row["order_id"], row["currency"]) for row in sample} == {
+        ("O000100", "euro"),
+        ("O000200", "euro"),
+        ("O000300", "euro"),
+    }
 
 
 def test_a_pipeline_reading_an_ungranted_upstream_fails_and_changes_nothing(

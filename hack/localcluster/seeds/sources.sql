@@ -25,7 +25,7 @@ SELECT 'C' || lpad(i::text, 5, '0'),
        'customer' || i || '@example.com',
        CASE WHEN i % 5 = 0 THEN NULL ELSE '+49 30 ' || lpad((i * 7919 % 1000000)::text, 6, '0') END,
        (ARRAY['DE','FR','NL','GB','US','ES'])[1 + i % 6],
-       now() - interval '400 days' + (i % 300) * interval '1 day'
+       now() - (2000 - i) * interval '3 hours'
 FROM generate_series(1, 2000) AS i;
 
 -- 6,000 orders of one to three lines each.
@@ -53,6 +53,12 @@ SELECT 'O' || lpad(o::text, 6, '0'),
 FROM generate_series(1, 6000) AS o
 CROSS JOIN LATERAL generate_series(1, 1 + (o * 7) % 3) AS l;
 
+-- A real defect, for the demo's quality checks to find: the shop wrote three order
+-- lines with a currency outside the contract's allowed values. The `orders` product's
+-- check currency-allowed-values fails with these rows as its sample. The fix is this one
+-- line: delete the UPDATE below, and the next run of the orders pipeline passes.
+UPDATE shop.order_lines SET currency = 'euro' WHERE order_id IN ('O000100', 'O000200', 'O000300') AND line_number = 1;
+
 -- Double-entry postings: each entry debits receivables and credits revenue.
 CREATE TABLE ledger.postings (
     entry_id text NOT NULL,
@@ -64,7 +70,7 @@ CREATE TABLE ledger.postings (
 );
 INSERT INTO ledger.postings
 SELECT 'E' || lpad(e::text, 6, '0'), l,
-       CASE l WHEN 1 THEN '1200-receivables' ELSE '4000-revenue' END,
+       CASE l WHEN 1 THEN '1200' ELSE '4000' END,
        CASE l WHEN 1 THEN a ELSE -a END,
        t
 FROM (

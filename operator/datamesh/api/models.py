@@ -329,12 +329,23 @@ class QualityCheck(ApiModel):
     name: Name = _d("Check name, unique within the product.")
     rule: BuiltinCheck | None = _d("Built-in rule to run.", default=None)
     sql: str | None = _d(
-        "SQL query returning the share of passing rows (0..1).", default=None, max_length=4096
+        "A read-only query (one SELECT) returning one number, compared with `minimum` and "
+        "`maximum` when set, else with `threshold` as the least passing share (0..1). "
+        "`{{ table }}` stands for the product's table.",
+        default=None,
+        max_length=4096,
     )
     column: str | None = _d(
         "Column the built-in rule applies to.", default=None, pattern=IDENTIFIER, max_length=63
     )
     threshold: float = _d("Minimum passing share, 0..1.", default=1.0, ge=0, le=1)
+    minimum: float | None = _d(
+        "Least value allowed: the row count for `row_count`, the result of `sql`.", default=None
+    )
+    maximum: float | None = _d(
+        "Greatest value allowed: the row count for `row_count`, the result of `sql`.",
+        default=None,
+    )
     severity: Severity = _d("How bad a failure is.", default=Severity.ERROR)
 
 

@@ -120,6 +120,7 @@ def contract_document(product: DataProduct) -> dict[str, Any]:
         "version",
         "type",
         "classification",
+        "retentionDays",
         "owner",
         "description",
         "schema",

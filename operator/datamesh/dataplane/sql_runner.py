@@ -28,6 +28,8 @@ import psycopg
 from psycopg import sql
 
 from datamesh.dataplane.pipeline import CONTRACT, PipelineError, read_contract
+from datamesh.dataplane.quality import cli as quality
+from datamesh.dataplane.quality import report
 from datamesh.governance.breaking_changes import semver
 from datamesh.governance.pipeline_sql import PLACEHOLDER
 from datamesh.governance.warehouse_names import WarehouseNames
@@ -211,6 +213,7 @@ def _load_from_source(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="datamesh-sql", description=__doc__)
     parser.add_argument("--contract", type=Path, default=CONTRACT)
+    parser.add_argument("--termination-log", type=Path, default=Path(report.TERMINATION_LOG))
     args = parser.parse_args(argv)
     # One statement: a trailing semicolon is dropped, any other makes the run fail.
     query = os.environ.get("DATAMESH_SQL", "").strip().rstrip(";").rstrip()
@@ -222,8 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not query:
             raise PipelineError("DATAMESH_SQL is empty: set spec.pipeline.sql")
-        job = job_of(read_contract(args.contract))
+        contract = read_contract(args.contract)
+        job = job_of(contract)
         result = run(job, query, os.environ)
+        # The checks run right after the load, on the rows it wrote.
+        with psycopg.connect("", application_name="datamesh-check", autocommit=True) as conn:
+            result["quality"] = json.loads(
+                quality.check(conn, quality.product_of(contract), args.termination_log)
+            )
     except (PipelineError, ValueError) as exc:
         print(f"datamesh-sql: {exc}", file=sys.stderr)
         return 1

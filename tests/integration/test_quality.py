@@ -1,0 +1,193 @@
+"""Quality checks on a real table in a real PostgreSQL, as the product's own role: bad
+data fails the right check with its failing rows, fixed data passes, a check that writes
+is refused before it runs and by the read-only transaction, a slow one hits its time
+limit, and a warehouse that is gone is Unknown, never Failed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from datamesh.api.models import DataProduct
+from datamesh.dataplane.quality.plan import PlannedCheck, plan
+from datamesh.dataplane.quality.run import FAILED, PASSED, UNKNOWN, CheckResult, run_checks
+from datamesh.dataplane.warehouse import plan as warehouse_plan
+from datamesh.dataplane.warehouse.postgres import PostgresWarehouse
+from datamesh.dataplane.warehouse.statements import changes
+from localcluster.warehouse import Warehouse
+from tests.support.factories import product
+from tests.support.warehouse import admin, running_warehouse, state
+
+FIELDS = [
+    {"name": "order_id", "type": "string", "primaryKey": True, "nullable": False},
+    {"name": "customer_id", "type": "string"},
+    {
+        "name": "currency",
+        "type": "string",
+        "constraints": {"allowedValues": ["EUR", "USD"]},
+    },
+    {"name": "quantity", "type": "integer", "constraints": {"minimum": 1, "maximum": 100}},
+    {"name": "ordered_at", "type": "timestamp"},
+]
+CHECKS = [
+    {"name": "customer-set", "rule": "not_null", "column": "customer_id"},
+    {"name": "customer-once", "rule": "unique", "column": "customer_id", "severity": "warning"},
+    {"name": "enough-rows", "rule": "row_count", "minimum": 3},
+    {"name": "fresh", "rule": "freshness", "column": "ordered_at"},
+    {
+        "name": "mostly-euro",
+        "sql": "SELECT count(*) FILTER (WHERE currency = 'EUR')::float / count(*) FROM {{ table }}",
+        "threshold": 0.5,
+    },
+]
+GOOD = [
+    ("o1", "c1", "EUR", 1, "now()"),
+    ("o2", "c2", "EUR", 5, "now()"),
+    ("o3", "c3", "USD", 100, "now() - interval '5 minutes'"),
+]
+BAD = [
+    ("o1", "c1", "EUR", 1, "now() - interval '3 hours'"),
+    ("o2", None, "EUR", 0, "now() - interval '3 hours'"),
+    ("o3", "c1", "euro", 500, "now() - interval '3 hours'"),
+    ("o4", "c1", "GBP", 7, "now() - interval '3 hours'"),
+]
+
+
+def orders(checks: list[dict[str, Any]] = CHECKS) -> DataProduct:
+    return product(
+        outputPorts=[{"name": "orders", "type": "table", "location": "x"}],
+        schema={"format": "parquet", "fields": FIELDS},
+        qualityChecks=checks,
+        sla={"freshness": "1h", "availability": 99.5},
+    )
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+    for server in running_warehouse(tmp_path_factory.mktemp("cluster")):
+        engine = PostgresWarehouse(state(server).dsn())
+        desired = warehouse_plan.plan(orders())
+        engine.apply(changes(desired, engine.observe(desired)).statements)
+        engine.set_password(desired.pipeline_role, "pipeline-password")
+        admin(server, "CREATE SEQUENCE sales.counter")
+        admin(server, f'GRANT USAGE ON SEQUENCE sales.counter TO "{desired.pipeline_role}"')
+        yield server
+
+
+def pipeline_dsn(server: Warehouse) -> str:
+    return (
+        state(server)
+        .dsn()
+        .replace(f"datamesh_admin:{state(server).password}", "dmp_sales__orders:pipeline-password")
+    )
+
+
+def load(server: Warehouse, rows: list[tuple[Any, ...]]) -> None:
+    values = ", ".join(
+        "("
+        + ", ".join("NULL" if v is None else v if "now()" in str(v) else repr(v) for v in r)
+        + ")"
+        for r in rows
+    )
+    admin(server, "TRUNCATE sales.orders__orders_v1")
+    admin(server, f"INSERT INTO sales.orders__orders_v1 VALUES {values}")
+
+
+def verdicts(server: Warehouse, checks: list[PlannedCheck], **kw: Any) -> dict[str, CheckResult]:
+    with psycopg.connect(pipeline_dsn(server), autocommit=True) as conn:
+        return {r.name: r for r in run_checks(conn, checks, **kw)}
+
+
+def test_good_data_passes_every_check(warehouse: Warehouse) -> None:
+    load(warehouse, GOOD)
+    results = verdicts(warehouse, plan(orders()))
+    assert {n: r.verdict for n, r in results.items()} == {
+        "customer-set": PASSED,
+        "customer-once": PASSED,
+        "enough-rows": PASSED,
+        "fresh": PASSED,
+        "mostly-euro": PASSED,
+        "currency-allowed-values": PASSED,
+        "quantity-range": PASSED,
+    }
+    assert results["enough-rows"].value == 3
+
+
+def test_bad_data_fails_the_right_checks_with_their_failing_rows(warehouse: Warehouse) -> None:
+    load(warehouse, BAD)
+    results = verdicts(warehouse, plan(orders()))
+    assert {n for n, r in results.items() if r.verdict == FAILED} == {
+        "customer-set",
+        "customer-once",
+        "fresh",
+        "currency-allowed-values",
+        "quantity-range",
+    }
+    assert results["customer-set"].value == pytest.approx(0.75)
+    assert results["customer-set"].sample == [{"order_id": "o2", "customer_id": None}]
+    assert results["customer-once"].sample == [{"customer_id": "c1", "occurrences": 3}]
+    assert results["currency-allowed-values"].sample == [
+        {"order_id": "o3", "currency": "euro"},
+        {"order_id": "o4", "currency": "GBP"},
+    ]
+    assert {r["order_id"] for r in results["quantity-range"].sample} == {"o2", "o3"}
+    assert 3 * 3600 - 60 < (results["fresh"].value or 0) < 3 * 3600 + 600
+    assert "expected <= 3600 s" in results["fresh"].message
+    assert results["mostly-euro"].verdict == PASSED  # 2 of 4: at the threshold
+
+
+def test_a_check_that_writes_is_refused_before_it_runs_and_by_the_transaction(
+    warehouse: Warehouse,
+) -> None:
+    load(warehouse, GOOD)
+    writes = [
+        {"name": "sneaky-delete", "sql": "DELETE FROM {{ table }}"},
+        {"name": "two-statements", "sql": "SELECT 1; DELETE FROM {{ table }}"},
+        {"name": "ddl", "sql": "DROP TABLE {{ table }}"},
+        {
+            "name": "cte-write",
+            "sql": "WITH d AS (DELETE FROM {{ table }} RETURNING 1) SELECT count(*) FROM d",
+        },
+    ]
+    results = verdicts(warehouse, plan(orders(writes)))
+    for name in ("sneaky-delete", "two-statements", "ddl", "cte-write"):
+        result = results[name]
+        assert result.verdict == UNKNOWN, result
+        assert "only reads" in result.message or "one statement" in result.message, result
+    # Past the scan, the read-only transaction still refuses a write.
+    sneaky = PlannedCheck(
+        name="sneaky",
+        rule="sql",
+        severity="error",
+        # nextval() writes, and no keyword of the scan shows it.
+        metric="SELECT count(*) FROM (SELECT nextval('sales.counter')) AS written",
+        threshold=1.0,
+    )
+    (result,) = verdicts(warehouse, [sneaky]).values()
+    assert result.verdict == UNKNOWN and "read-only transaction" in result.message
+    assert admin(warehouse, "SELECT count(*) FROM sales.orders__orders_v1") == [(3,)]
+
+
+def test_a_slow_check_hits_its_time_limit_and_is_unknown(warehouse: Warehouse) -> None:
+    slow = PlannedCheck(
+        name="slow", rule="sql", severity="error", metric="SELECT 1 FROM pg_sleep(5)", threshold=1
+    )
+    (result,) = verdicts(warehouse, [slow], timeout_ms=300).values()
+    assert result.verdict == UNKNOWN and "statement timeout" in result.message
+
+
+def test_a_warehouse_that_is_gone_makes_every_check_unknown(warehouse: Warehouse) -> None:
+    load(warehouse, GOOD)
+    with psycopg.connect(pipeline_dsn(warehouse), autocommit=True) as conn:
+        warehouse.halt()
+        try:
+            results = run_checks(conn, plan(orders()))
+        finally:
+            warehouse.start()
+    assert {r.verdict for r in results} == {UNKNOWN}
+    assert all("could not be reached" in r.message for r in results)
+    # Back: the same checks pass again.
+    assert {r.verdict for r in verdicts(warehouse, plan(orders())).values()} == {PASSED}
