@@ -42,6 +42,7 @@ def test_printer_columns_and_short_names(crds: Cluster) -> None:
         "CLASS",
         "COMPLIANT",
         "PHASE",
+        "QUALITY",
         "AGE",
     ]
     wide = crds.kubectl("get", "datamesh", "-n", "sales", "-o", "wide").stdout

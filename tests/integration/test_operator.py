@@ -46,6 +46,7 @@ def test_live_products_are_ready_and_compliant(live: Operator) -> None:
         "CLASS",
         "COMPLIANT",
         "PHASE",
+        "QUALITY",
         "AGE",
     ]
     rows = {f"{r.split()[0]}/{r.split()[1]}": r.split() for r in table[1:]}

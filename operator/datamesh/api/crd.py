@@ -237,6 +237,7 @@ def data_product_crd() -> dict[str, Any]:
             _col("Class", ".spec.classification"),
             _col("Compliant", ".status.compliance.compliant", "boolean"),
             _col("Phase", ".status.phase"),
+            _col("Quality", ".status.quality.summary"),
             _col("Age", ".metadata.creationTimestamp", "date"),
             _col("Owner", ".spec.owner.team", priority=1),
             _col("Violations", ".status.compliance.violationCount", "integer", priority=1),

@@ -609,13 +609,54 @@ class WarehouseStatus(ApiModel):
     )
 
 
+class CheckStatus(ApiModel):
+    """One quality check's latest verdict, measured on the product's table."""
+
+    name: str = _d("The check.")
+    rule: str = _d("Built-in rule, or sql.")
+    severity: str = _d("info, warning, error or critical.")
+    verdict: str = _d("Passed, Failed or Unknown (it could not run: the message says why).")
+    value: float | None = _d("What was measured.", default=None)
+    expected: str | None = _d("What passes, e.g. `>= 0.99` or `<= 3600 s`.", default=None)
+    message: str | None = _d("The measurement, or why it could not be made.", default=None)
+    sample: list[str] = _d(
+        "A few failing rows, each as JSON (bounded).", default_factory=list, max_length=5
+    )
+
+
+class QualityStatus(ApiModel):
+    """The latest quality run: after each pipeline run, on the product's table."""
+
+    summary: str = _d("E.g. `7/8 passed`, or `1 failed` (shown by kubectl).")
+    last_run: str | None = _d("When the checks ran (RFC 3339).", default=None)
+    job: str | None = _d("The pipeline run (Job) whose pod ran them.", default=None)
+    table: str | None = _d("The table checked.", default=None)
+    checks: list[CheckStatus] = _d("Every check's verdict.", default_factory=list)
+
+
+class SlaStatus(ApiModel):
+    """The SLA as measured: freshness from the data and from the pipeline's runs."""
+
+    freshness_target: str = _d("spec.sla.freshness.")
+    availability_target: float = _d("spec.sla.availability, in percent.")
+    last_success: str | None = _d("When the last successful run finished.", default=None)
+    data_age_seconds: float | None = _d(
+        "Age of the newest row at the last check (the freshness check's measure).", default=None
+    )
+    availability: float | None = _d(
+        "Share of the recent runs that succeeded, in percent.", default=None
+    )
+    recent_runs: int = _d("Runs the availability is measured over.", default=0)
+
+
 class DataProductStatus(ApiModel):
     """Observed state, written by the operator."""
 
     observed_generation: int | None = _d("Generation last reconciled.", default=None)
     phase: Phase | None = _d("Summary of the product's state.", default=None)
     conditions: list[Condition] = _d(
-        "Compliant, StorageReady, PipelineReady, LineageResolved, WarehouseReady, Ready.",
+        "Compliant, StorageReady, PipelineReady, LineageResolved, WarehouseReady, "
+        "QualityPassed, SLAMet, Ready.",
         default_factory=list,
     )
     compliance: Compliance | None = _d("Governance evaluation result.", default=None)
@@ -624,6 +665,8 @@ class DataProductStatus(ApiModel):
     warehouse: WarehouseStatus | None = _d(
         "Tables and role in the warehouse, when one is configured.", default=None
     )
+    quality: QualityStatus | None = _d("The latest quality checks' verdicts.", default=None)
+    sla: SlaStatus | None = _d("The SLA as measured.", default=None)
 
 
 # -- GovernancePolicy -----------------------------------------------------------------------

@@ -19,6 +19,8 @@ def ensure(
     *,
     create_first: bool = False,
     warehouse_secret: str | None = None,
+    read_reports: bool = False,
+    reported_job: str | None = None,
 ) -> status.Observed:
     """Create what is missing (compliant products only), repair drift, suspend the
     pipeline of a non-compliant product; never delete storage. An object under a child's
@@ -81,10 +83,12 @@ def ensure(
     if product.spec.pipeline is None:
         remove_pipeline(cluster, product, problems)
     cron = found.get("CronJob")
-    run = None
+    run = runs = report = None
     if cron is not None:
         try:
-            run = _latest_run(cluster, ns, product.metadata.name)
+            run, runs, report = _latest_run(
+                cluster, ns, product.metadata.name, reported_job if read_reports else ""
+            )
         except Exception as exc:
             problems.append(f"pipeline runs of {names.cron_job}: {api_message(exc)}")
     return status.Observed(
@@ -106,18 +110,32 @@ def ensure(
         conflicts=tuple(conflicts),
         blocked=frozenset(blocked),
         pipeline_run=run,
+        runs=runs,
+        report=report,
     )
 
 
-def _latest_run(cluster: Cluster, ns: str, product: str) -> pipeline_runs.PipelineRun | None:
-    """The latest run of the product's CronJob; its pods are read only while it is active
-    (to report an image that cannot be pulled, which the Job itself never says)."""
+def _latest_run(
+    cluster: Cluster, ns: str, product: str, reported_job: str | None
+) -> tuple[pipeline_runs.PipelineRun | None, pipeline_runs.RunHistory, tuple[str, str] | None]:
+    """The latest run of the product's CronJob, the runs it keeps, and the quality report
+    of the newest successful run when it is not ``reported_job`` (already in status;
+    ``""`` reads no report: only runs with a warehouse check their table).
+    Pods are read only while a run is active (an image that cannot be pulled, which the
+    Job itself never says) or when a successful run has a report not yet read."""
     jobs = cluster.list("Job", ns, f"{provisioning.LABEL_PRODUCT}={product}")
     run = pipeline_runs.latest_run(jobs, [])
+    runs = pipeline_runs.history(jobs)
     if run is not None and run.state == pipeline_runs.RunState.RUNNING:
         pods = cluster.list("Pod", ns, f"job-name={run.job}")
         run = pipeline_runs.latest_run(jobs, pods)
-    return run
+    report = None
+    newest = runs.last_success_job
+    if newest is not None and reported_job != "" and newest != reported_job:
+        pods = cluster.list("Pod", ns, f"job-name={newest}")
+        message = pipeline_runs.termination_message(pods, newest)
+        report = (newest, message) if message else None
+    return run, runs, report
 
 
 def _settle_immutable(

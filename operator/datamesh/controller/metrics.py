@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter as CounterOf
 from dataclasses import dataclass, field
@@ -45,6 +46,24 @@ VIOLATIONS = Gauge(
     "datamesh_policy_violations",
     "Products violating each policy.",
     ["policy", "enforcement"],
+    registry=REGISTRY,
+)
+QUALITY_VERDICT = Gauge(
+    "datamesh_quality_check_passed",
+    "Each product's quality checks: 1 passed, 0 failed, -1 unknown (could not run).",
+    ["namespace", "product", "check", "severity"],
+    registry=REGISTRY,
+)
+QUALITY_VALUE = Gauge(
+    "datamesh_quality_check_value",
+    "What each quality check measured (a share, rows, seconds or the query's value).",
+    ["namespace", "product", "check"],
+    registry=REGISTRY,
+)
+DATA_AGE = Gauge(
+    "datamesh_data_age_seconds",
+    "Age of each product's newest row when its freshness check last ran.",
+    ["namespace", "product"],
     registry=REGISTRY,
 )
 UNHANDLED_ERRORS = Counter(
@@ -105,3 +124,41 @@ class PhaseTally:
         """Products with a recorded verdict."""
         with self.lock:
             return len(self.phases)
+
+
+_VERDICTS = {"Passed": 1.0, "Failed": 0.0}
+_quality_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
+_quality_seen: dict[tuple[str, str], object] = {}
+_quality_lock = threading.Lock()
+
+
+def record_quality(key: tuple[str, str], checks: list[dict[str, object]] | None) -> None:
+    """The product's latest verdicts as gauges; None (or a product gone) removes them."""
+    namespace, product = key
+    with _quality_lock:
+        if key in _quality_seen and _quality_seen[key] == checks:
+            return  # the same verdicts as last time: nothing to change
+        _quality_seen[key] = checks
+        if checks is None:
+            _quality_seen.pop(key)
+        for check, severity in _quality_series.pop(key, set()):
+            QUALITY_VERDICT.remove(namespace, product, check, severity)
+            with contextlib.suppress(KeyError):
+                QUALITY_VALUE.remove(namespace, product, check)
+        with contextlib.suppress(KeyError):
+            DATA_AGE.remove(namespace, product)
+        if not checks:
+            return
+        series = set()
+        for c in checks:
+            name, severity = str(c.get("name")), str(c.get("severity"))
+            QUALITY_VERDICT.labels(namespace, product, name, severity).set(
+                _VERDICTS.get(str(c.get("verdict")), -1.0)
+            )
+            value = c.get("value")
+            if isinstance(value, int | float):
+                QUALITY_VALUE.labels(namespace, product, name).set(value)
+                if c.get("rule") == "freshness":
+                    DATA_AGE.labels(namespace, product).set(value)
+            series.add((name, severity))
+        _quality_series[key] = series

@@ -103,3 +103,46 @@ def latest_run(
     if problem is not None:
         return PipelineRun(name, RunState.IMAGE_ERROR, problem[0], problem[1])
     return PipelineRun(name, RunState.RUNNING, "Running", f"run {name} is running")
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """The runs the CronJob still keeps (its history limits bound them)."""
+
+    last_success: str | None  # when the newest successful run finished (RFC 3339)
+    last_success_job: str | None
+    succeeded: int
+    failed: int
+
+
+def history(jobs: Iterable[Mapping[str, Any]]) -> RunHistory:
+    succeeded = [j for j in jobs if _condition(j, "Complete") is not None]
+    failed = sum(1 for j in jobs if _condition(j, "Failed") is not None)
+    newest = max(succeeded, key=_started, default=None)
+    finished = None
+    if newest is not None:
+        done = _condition(newest, "Complete") or {}
+        finished = (newest.get("status") or {}).get("completionTime") or done.get(
+            "lastTransitionTime"
+        )
+    return RunHistory(
+        last_success=str(finished) if finished else None,
+        last_success_job=str((newest.get("metadata") or {}).get("name")) if newest else None,
+        succeeded=len(succeeded),
+        failed=failed,
+    )
+
+
+def termination_message(pods: Iterable[Mapping[str, Any]], job: str) -> str | None:
+    """What the run's successful container left in its termination message (the quality
+    report), from the newest pod of ``job`` that has one."""
+    found: list[tuple[str, str]] = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get("job-name") != job:
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            done = (cs.get("state") or {}).get("terminated") or {}
+            if done.get("exitCode") == 0 and done.get("message"):
+                found.append((str(done.get("finishedAt") or ""), str(done["message"])))
+    return max(found)[1] if found else None

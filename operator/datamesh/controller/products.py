@@ -65,6 +65,8 @@ class ProductReconciler:
         self._locks_guard = threading.Lock()
         # uid -> (observedGeneration, status JSON) last written by this process
         self._written: dict[str, tuple[int | None, str]] = {}
+        # uid -> the latest successful run whose pods were read for a quality report
+        self._runs_read: dict[str, str] = {}
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -134,7 +136,12 @@ class ProductReconciler:
                 evaluation.compliant,
                 create_first=fresh,
                 warehouse_secret=secret,
+                read_reports=self.warehouse.enabled,
+                reported_job=self._reported_job(entry.uid, previous),
             )
+            if observed.runs is not None and observed.runs.last_success_job:
+                with self._locks_guard:
+                    self._runs_read[entry.uid] = observed.runs.last_success_job
         else:
             observed = observed_from_status(product, previous, compliant=evaluation.compliant)
         new = status.compute(
@@ -145,8 +152,11 @@ class ProductReconciler:
             previous=previous,
             now=now,
             warehouse=warehouse,
+            sla=product.spec.sla,
         )
-        wrote = self._write_status(entry, previous, status.to_dict(new))
+        written = status.to_dict(new)
+        wrote = self._write_status(entry, previous, written)
+        metrics.record_quality(entry.key, (written.get("quality") or {}).get("checks"))
         violated = frozenset((v.policy, str(v.enforcement)) for v in evaluation.violations)
         self.tally.record(entry.key, str(new.phase), violated)
         return Outcome(
@@ -179,6 +189,13 @@ class ProductReconciler:
                 status=WarehouseStatus.model_validate(before) if before else None,
             )
         return self.warehouse.provision(product, uid, consumers(product, lineage), previous)
+
+    def _reported_job(self, uid: str, previous: Mapping[str, Any]) -> str | None:
+        """The run whose report is already in status, or whose pods were already read
+        (a run that left none): its pods are not listed again."""
+        with self._locks_guard:
+            seen = self._runs_read.get(uid)
+        return seen or (previous.get("quality") or {}).get("job")
 
     def _invalid(self, entry: ProductEntry) -> Outcome:
         """An object the apiserver stored but the model refuses (e.g. after a schema
@@ -242,9 +259,11 @@ class ProductReconciler:
             self.cluster, entry.namespace, entry.name, entry.uid, entry.product
         )
         self.tally.record(entry.key, None, frozenset())
+        metrics.record_quality(entry.key, None)
         self.warehouse.forget(entry.uid)
         with self._locks_guard:
             self._written.pop(entry.uid, None)
+            self._runs_read.pop(entry.uid, None)
         return f"{storage}; {tables}"
 
 

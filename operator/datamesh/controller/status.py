@@ -8,11 +8,13 @@ same and nothing is written (``merge_patch`` returns None).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from datamesh.api.models import (
+    CheckStatus,
     Children,
     Compliance,
     Condition,
@@ -21,9 +23,14 @@ from datamesh.api.models import (
     EvaluatedPolicy,
     Lineage,
     Phase,
+    QualityStatus,
+    Sla,
+    SlaStatus,
     WarehouseStatus,
 )
-from datamesh.controller.pipeline_runs import PipelineRun, RunState
+from datamesh.controller.pipeline_runs import PipelineRun, RunHistory, RunState
+from datamesh.dataplane.quality.plan import seconds
+from datamesh.dataplane.quality.report import decode
 from datamesh.governance.policy import Evaluation
 
 MAX_MESSAGE = 1024
@@ -53,6 +60,8 @@ class Observed:
     conflicts: tuple[str, ...] = ()  # objects under a child's name that are not ours
     blocked: frozenset[str] = frozenset()  # kinds not provisioned because of a conflict
     pipeline_run: PipelineRun | None = None  # the latest Job of the CronJob, if any ran
+    runs: RunHistory | None = None  # the runs the CronJob keeps (None: not read this time)
+    report: tuple[str, str] | None = None  # (job, quality report) of a run not yet read
 
 
 @dataclass(frozen=True)
@@ -77,14 +86,14 @@ def _clip(text: str) -> str:
 
 def condition(
     type_: str,
-    ok: bool,
+    ok: bool | None,
     reason: str,
     message: str,
     previous: Sequence[Mapping[str, Any]],
     now: dt.datetime,
     generation: int,
 ) -> Condition:
-    status = "True" if ok else "False"
+    status = "Unknown" if ok is None else "True" if ok else "False"
     old = next((c for c in previous if c.get("type") == type_), None)
     since = old.get("lastTransitionTime") if old and old.get("status") == status else None
     return Condition(
@@ -139,6 +148,7 @@ def compute(
     previous: Mapping[str, Any] | None,
     now: dt.datetime,
     warehouse: WarehouseOutcome | None = None,
+    sla: Sla | None = None,
 ) -> DataProductStatus:
     """The whole status from this reconcile's inputs. The phase is decided in order,
     first match wins:
@@ -160,7 +170,7 @@ def compute(
     prev = previous or {}
     prev_conditions = prev.get("conditions") or []
 
-    def cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
+    def cond(type_: str, ok: bool | None, reason: str, message: str) -> Condition:
         return condition(type_, ok, reason, message, prev_conditions, now, generation)
 
     blocking = [v for v in evaluation.violations if v.enforcement == Enforcement.BLOCK]
@@ -260,6 +270,16 @@ def compute(
         else None
     )
     warehouse_failed = warehouse is not None and not warehouse.ok
+    # Quality and the SLA are measured on the warehouse's tables: reported with one.
+    measured = warehouse is not None and warehouse.status is not None
+    quality = quality_of(observed, prev) if measured else None
+    sla_status = sla_of(sla, observed, prev, quality) if measured and sla else None
+    quality_cond = sla_cond = None
+    failing = failing_checks(quality)
+    if measured:
+        quality_cond = _quality_condition(quality, failing, cond)
+    if sla_status is not None and sla is not None:
+        sla_cond = _sla_condition(sla, sla_status, now, cond)
     if observed.conflicts:
         phase = Phase.FAILED
         ready = cond("Ready", False, "ChildConflict", "; ".join(observed.conflicts))
@@ -284,6 +304,12 @@ def compute(
         # The tables are there and served, but not as the spec says, or not reachable.
         phase = Phase.DEGRADED
         ready = cond("Ready", False, warehouse.reason, warehouse.message)
+    elif storage.status == "True" and pipe.status == "True" and failing:
+        # The data is served, but an error or critical check fails on it: nothing is
+        # deprovisioned; the product says what is wrong with its data.
+        assert quality_cond is not None
+        phase = Phase.DEGRADED
+        ready = cond("Ready", False, "QualityCheckFailed", quality_cond.message)
     elif storage.status == "True" and pipe.status == "True" and lineage_cond.status == "False":
         phase = Phase.DEGRADED
         ready = cond("Ready", False, lineage_cond.reason, lineage_cond.message)
@@ -298,12 +324,170 @@ def compute(
         observed_generation=generation,
         phase=phase,
         conditions=[
-            c for c in (compliant, storage, pipe, lineage_cond, warehouse_cond, ready) if c
+            c
+            for c in (
+                compliant,
+                storage,
+                pipe,
+                lineage_cond,
+                warehouse_cond,
+                quality_cond,
+                sla_cond,
+                ready,
+            )
+            if c
         ],
         compliance=_compliance(evaluation, prev.get("compliance"), now),
         children=observed.children,
         lineage=lineage,
         warehouse=warehouse.status if warehouse is not None else None,
+        quality=quality,
+        sla=sla_status,
+    )
+
+
+def quality_of(observed: Observed, prev: Mapping[str, Any]) -> QualityStatus | None:
+    """The quality status: from a report not read before, else as the status had it."""
+    if observed.report is not None:
+        job, text = observed.report
+        doc = decode(text)
+        if doc is not None:
+            return _quality_from_report(job, doc)
+    before = prev.get("quality")
+    return QualityStatus.model_validate(before) if before else None
+
+
+def _quality_from_report(job: str, doc: Mapping[str, Any]) -> QualityStatus:
+    checks = []
+    for item in doc.get("checks") or []:
+        if not isinstance(item, Mapping) or "name" not in item:
+            continue
+        checks.append(
+            CheckStatus(
+                name=str(item["name"]),
+                rule=str(item.get("rule", "")),
+                severity=str(item.get("severity", "error")),
+                verdict=str(item.get("verdict", "Unknown")),
+                value=item.get("value") if isinstance(item.get("value"), int | float) else None,
+                expected=item.get("expected"),
+                message=_clip(str(item["message"])) if item.get("message") else None,
+                sample=[
+                    json.dumps(row, separators=(",", ":"), sort_keys=True)[:256]
+                    for row in (item.get("sample") or [])[:5]
+                ],
+            )
+        )
+    failed = sum(1 for c in checks if c.verdict == "Failed")
+    passed = sum(1 for c in checks if c.verdict == "Passed")
+    summary = f"{failed} failed" if failed else f"{passed}/{len(checks)} passed"
+    return QualityStatus(
+        summary=summary,
+        last_run=str(doc.get("at")) if doc.get("at") else None,
+        job=job,
+        table=str(doc.get("table")) if doc.get("table") else None,
+        checks=checks,
+    )
+
+
+def failing_checks(quality: QualityStatus | None) -> list[CheckStatus]:
+    """Failed checks that make the product Degraded (error and critical ones)."""
+    if quality is None:
+        return []
+    return [
+        c for c in quality.checks if c.verdict == "Failed" and c.severity in ("error", "critical")
+    ]
+
+
+def _quality_condition(
+    quality: QualityStatus | None,
+    failing: list[CheckStatus],
+    cond: Callable[[str, bool | None, str, str], Condition],
+) -> Condition:
+    if quality is None:
+        return cond("QualityPassed", None, "NotMeasured", "no check has run on the table yet")
+    if failing:
+        return cond(
+            "QualityPassed",
+            False,
+            "CheckFailed",
+            "; ".join(f"{c.name} ({c.severity}): {c.message or c.verdict}" for c in failing),
+        )
+    unknown = [c.name for c in quality.checks if c.verdict == "Unknown"]
+    warned = [c.name for c in quality.checks if c.verdict == "Failed"]
+    notes = ""
+    if warned:
+        notes += f"; failing below error severity: {', '.join(warned)}"
+    if unknown:
+        notes += f"; could not run: {', '.join(unknown)}"
+    return cond("QualityPassed", True, "Passed", f"{quality.summary} on {quality.table}{notes}")
+
+
+def sla_of(
+    sla: Sla, observed: Observed, prev: Mapping[str, Any], quality: QualityStatus | None
+) -> SlaStatus:
+    before = SlaStatus.model_validate(prev["sla"]) if prev.get("sla") else None
+    runs = observed.runs
+    freshness = next(
+        (c for c in (quality.checks if quality else []) if c.rule == "freshness"), None
+    )
+    if runs is None:  # not read this time: as the status had it
+        last_success = before.last_success if before else None
+        availability = before.availability if before else None
+        recent = before.recent_runs if before else 0
+    else:
+        last_success = runs.last_success or (before.last_success if before else None)
+        recent = runs.succeeded + runs.failed
+        availability = round(100.0 * runs.succeeded / recent, 2) if recent else None
+    return SlaStatus(
+        freshness_target=sla.freshness,
+        availability_target=sla.availability,
+        last_success=last_success,
+        data_age_seconds=round(freshness.value) if freshness and freshness.value else None,
+        availability=availability,
+        recent_runs=recent,
+    )
+
+
+def _sla_condition(
+    sla: Sla,
+    measured: SlaStatus,
+    now: dt.datetime,
+    cond: Callable[[str, bool | None, str, str], Condition],
+) -> Condition:
+    """Messages name targets and times, never a running age: the condition is written
+    when it changes, not at every resync."""
+    target = seconds(sla.freshness)
+    if measured.last_success is None:
+        return cond("SLAMet", None, "NoSuccessfulRun", "the pipeline has not succeeded yet")
+    finished = dt.datetime.fromisoformat(measured.last_success.replace("Z", "+00:00"))
+    if (now - finished).total_seconds() > target:
+        return cond(
+            "SLAMet",
+            False,
+            "Stale",
+            f"the last successful run finished at {measured.last_success}, longer ago than "
+            f"the {sla.freshness} freshness target",
+        )
+    if measured.data_age_seconds is not None and measured.data_age_seconds > target:
+        return cond(
+            "SLAMet",
+            False,
+            "DataStale",
+            f"the newest row was older than the {sla.freshness} freshness target when last checked",
+        )
+    if measured.availability is not None and measured.availability < sla.availability:
+        return cond(
+            "SLAMet",
+            False,
+            "AvailabilityBelowTarget",
+            f"{measured.availability:g}% of the last {measured.recent_runs} runs succeeded; "
+            f"the target is {sla.availability:g}%",
+        )
+    return cond(
+        "SLAMet",
+        True,
+        "Met",
+        f"last successful run at {measured.last_success}, within the {sla.freshness} target",
     )
 
 

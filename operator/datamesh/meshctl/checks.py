@@ -22,7 +22,7 @@ from datamesh.api import crd
 from datamesh.api.constants import DEFAULT_PLATFORM_NAMESPACE, DOMAIN_LABEL, namespace_domain
 from datamesh.api.fieldpath import field_path
 from datamesh.api.models import DataProduct, Enforcement, GovernancePolicy, PortType, Violation
-from datamesh.governance import access, pipeline_sql, policy, warehouse_names
+from datamesh.governance import access, pipeline_sql, policy, quality_sql, warehouse_names
 from datamesh.governance.breaking_changes import semver
 from datamesh.governance.cel import environment
 from datamesh.governance.lineage import Graph
@@ -349,6 +349,7 @@ def validate(
                 problems.extend(_placement(doc, obj))
                 problems.extend(_warehouse_names(doc, obj))
                 problems.extend(_pipeline_sql(doc, obj))
+                problems.extend(_check_sql(doc, obj))
             report.products.append(
                 ProductResult(doc.file, doc.line, namespace, name, obj, problems)
             )
@@ -494,6 +495,19 @@ def _pipeline_sql(doc: Document, product: DataProduct) -> list[Problem]:
         Problem(doc.file, doc.line_of(list(path)), doc.ref, field_path(path), message)
         for path, message in pipeline_sql.problems(product)
     ]
+
+
+def _check_sql(doc: Document, product: DataProduct) -> list[Problem]:
+    """A custom quality check that would write is refused before anything runs it."""
+    out = []
+    for i, check in enumerate(product.spec.quality_checks):
+        reason = quality_sql.refusal(check.sql) if check.sql is not None else None
+        if reason is not None:
+            path = ("spec", "qualityChecks", i, "sql")
+            out.append(
+                Problem(doc.file, doc.line_of(list(path)), doc.ref, field_path(path), reason)
+            )
+    return out
 
 
 def _lineage(results: list[ProductResult]) -> None:

@@ -59,6 +59,7 @@ def test_data_product_crd_names_and_columns() -> None:
         ("Class", 0),
         ("Compliant", 0),
         ("Phase", 0),
+        ("Quality", 0),
         ("Age", 0),
         ("Owner", 1),
         ("Violations", 1),

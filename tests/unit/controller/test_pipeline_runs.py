@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from datamesh.controller import pipeline_runs
 from datamesh.controller.pipeline_runs import RunState, latest_run
 
 
@@ -77,3 +78,43 @@ def test_pods_of_other_jobs_and_ordinary_waits_do_not_count() -> None:
     pods = [pod("p-1", "ErrImagePull"), pod("p-2", "ContainerCreating")]
     run = latest_run(jobs, pods)
     assert run is not None and run.state == RunState.RUNNING
+
+
+def _job(name: str, created: str, done: str | None = None, failed: bool = False) -> dict:  # type: ignore[type-arg]
+    conditions = []
+    if done:
+        conditions.append({"type": "Complete", "status": "True", "lastTransitionTime": done})
+    if failed:
+        conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
+    status = {"conditions": conditions, **({"completionTime": done} if done else {})}
+    return {"metadata": {"name": name, "creationTimestamp": created}, "status": status}
+
+
+def test_history_counts_the_kept_runs_and_finds_the_last_success() -> None:
+    jobs = [
+        _job("a", "2026-12-06T01:00:00Z", done="2026-12-06T01:01:00Z"),
+        _job("b", "2026-12-06T02:00:00Z", done="2026-12-06T02:03:00Z"),
+        _job("c", "2026-12-06T03:00:00Z", failed=True),
+        _job("d", "2026-12-06T04:00:00Z"),  # running
+    ]
+    runs = pipeline_runs.history(jobs)
+    assert (runs.last_success, runs.last_success_job) == ("2026-12-06T02:03:00Z", "b")
+    assert (runs.succeeded, runs.failed) == (2, 1)
+    assert pipeline_runs.history([]).last_success is None
+
+
+def test_the_report_is_the_successful_containers_termination_message() -> None:
+    def pod(job: str, code: int, message: str, finished: str) -> dict:  # type: ignore[type-arg]
+        state = {"terminated": {"exitCode": code, "message": message, "finishedAt": finished}}
+        return {
+            "metadata": {"labels": {"job-name": job}},
+            "status": {"containerStatuses": [{"state": state}]},
+        }
+
+    pods = [
+        pod("b", 1, "boom", "2026-12-06T02:01:00Z"),
+        pod("b", 0, '{"checks": []}', "2026-12-06T02:03:00Z"),
+        pod("other", 0, "not ours", "2026-12-06T02:04:00Z"),
+    ]
+    assert pipeline_runs.termination_message(pods, "b") == '{"checks": []}'
+    assert pipeline_runs.termination_message(pods, "zzz") is None

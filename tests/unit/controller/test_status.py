@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 
-from datamesh.api.models import Children, Lineage, WarehouseStatus
+from datamesh.api.models import Children, Lineage, Sla, WarehouseStatus
 from datamesh.controller import status
-from datamesh.controller.pipeline_runs import PipelineRun, RunState
+from datamesh.controller.pipeline_runs import PipelineRun, RunHistory, RunState
 from datamesh.governance import policy
 from tests.support.factories import policy_obj, product
 
@@ -197,3 +199,83 @@ def test_a_breaking_change_degrades_and_a_spec_the_warehouse_cannot_hold_fails()
     assert st["phase"] == "Degraded" and conditions(st)["Ready"] == ("False", "BreakingChange")
     invalid = warehouse_case(status.WarehouseOutcome(False, "InvalidName", "too long"))
     assert invalid["phase"] == "Failed" and conditions(invalid)["Ready"][1] == "InvalidName"
+
+
+REPORT = json.dumps(
+    {
+        "at": "2026-11-22T09:59:00Z",
+        "table": "sales.orders__o_v1",
+        "checks": [
+            {"name": "ids", "rule": "unique", "severity": "critical", "verdict": "Passed"},
+            {
+                "name": "currency",
+                "rule": "accepted_values",
+                "severity": "error",
+                "verdict": "Failed",
+                "value": 0.99,
+                "expected": ">= 1",
+                "message": "measured 0.99, expected >= 1",
+                "sample": [{"order_id": "o1", "currency": "euro"}],
+            },
+            {"name": "fresh", "rule": "freshness", "severity": "error", "verdict": "Unknown"},
+        ],
+    }
+)
+SLA = Sla(freshness="1h", availability=99.0)
+DONE = PipelineRun("orders-1", RunState.SUCCEEDED, "Succeeded", "run orders-1 completed")
+RUNS = RunHistory("2026-11-22T09:58:00Z", "orders-1", succeeded=1, failed=0)
+
+
+def measured(report: str | None = REPORT, previous=None, now=T0, runs=RUNS):  # type: ignore[no-untyped-def]
+    observed = dataclasses.replace(
+        ALL,
+        pipeline_run=DONE,
+        runs=runs,
+        report=("orders-1", report) if report else None,
+    )
+    return status.to_dict(
+        status.compute(
+            generation=3,
+            evaluation=evaluation(True),
+            observed=observed,
+            lineage=Lineage(),
+            previous=previous,
+            now=now,
+            warehouse=status.WarehouseOutcome(True, "Provisioned", "1 table", TABLES),
+            sla=SLA,
+        )
+    )
+
+
+def test_a_failing_error_check_degrades_the_product_with_its_sample() -> None:
+    st = measured()
+    assert st["phase"] == "Degraded"
+    assert conditions(st)["QualityPassed"] == ("False", "CheckFailed")
+    assert conditions(st)["Ready"] == ("False", "QualityCheckFailed")
+    failed = next(c for c in st["quality"]["checks"] if c["name"] == "currency")
+    assert failed["sample"] == ['{"currency":"euro","order_id":"o1"}']
+    assert st["quality"]["summary"] == "1 failed" and st["quality"]["job"] == "orders-1"
+
+
+def test_passing_checks_keep_the_product_ready_and_the_report_is_kept_between_runs() -> None:
+    ok = json.loads(REPORT)
+    ok["checks"][1]["verdict"] = "Passed"
+    st = measured(json.dumps(ok))
+    assert st["phase"] == "Ready" and conditions(st)["QualityPassed"] == ("True", "Passed")
+    assert "could not run: fresh" in next(
+        c["message"] for c in st["conditions"] if c["type"] == "QualityPassed"
+    )
+    # The next reconcile reads no report: the status keeps the last one, unchanged.
+    again = measured(report=None, previous=st)
+    assert again == st
+
+
+def test_the_sla_is_met_until_the_last_success_is_older_than_the_target() -> None:
+    st = measured()
+    assert conditions(st)["SLAMet"] == ("True", "Met")
+    assert st["sla"]["lastSuccess"] == "2026-11-22T09:58:00Z" and st["sla"]["availability"] == 100
+    later = measured(report=None, previous=st, now=T0 + dt.timedelta(hours=2))
+    assert conditions(later)["SLAMet"] == ("False", "Stale")
+    never = measured(report=None, runs=RunHistory(None, None, 0, 1))
+    assert conditions(never)["SLAMet"] == ("Unknown", "NoSuccessfulRun")
+    assert conditions(never)["QualityPassed"] == ("Unknown", "NotMeasured")

@@ -312,3 +312,23 @@ def test_a_pipeline_query_naming_no_input_port_is_an_error_on_the_query(
     errors = [line for line in out.splitlines() if "revenue-daily.yaml" in line and "error" in line]
     assert len(errors) == 1, out
     assert "spec.pipeline.sql" in errors[0] and message in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("DELETE FROM {{ table }}", "a check only reads: the query starts with DELETE"),
+        ("SELECT 1; DROP TABLE x", "a check is one statement"),
+        ("WITH d AS (UPDATE t SET a = 1 RETURNING 1) SELECT count(*) FROM d", "uses UPDATE"),
+    ],
+)
+def test_a_quality_check_that_writes_is_an_error_on_its_query(
+    repo: Path, capsys: pytest.CaptureFixture[str], query: str, message: str
+) -> None:
+    path = repo / "products" / "sales" / "orders.yaml"
+    edit(path, lambda d: d["spec"]["qualityChecks"].append({"name": "custom", "sql": query}))
+    code, out, _ = run(capsys, "validate")
+    assert code == 1
+    errors = [line for line in out.splitlines() if "orders.yaml" in line and "error" in line]
+    assert len(errors) == 1, out
+    assert "spec.qualityChecks[3].sql" in errors[0] and message in errors[0]
