@@ -126,6 +126,34 @@ def test_every_live_pipeline_pod_fills_its_table_from_its_upstreams(
         "(SELECT sum(revenue) FROM sales.revenue_daily__warehouse_v1)",
     )
     assert revenue_total == orders_total > 0
+
+    # Each run checked its table; the operator read each report from its pod.
+    def reported() -> list[dict[str, Any]] | None:
+        items = products(cluster)
+        done = all(
+            (i.get("status", {}).get("quality") or {}).get("job")
+            == f"{i['metadata']['name']}-e2e-{stamp}"
+            for i in items
+        )
+        return items if done else None
+
+    items = wait_for(reported, timeout=120, what="every product's quality report in its status")
+    by_name = {i["metadata"]["name"]: i for i in items}
+    orders = by_name.pop("orders")["status"]
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in orders["conditions"]}
+    assert orders["phase"] == "Degraded"
+    assert conditions["QualityPassed"] == ("False", "CheckFailed")
+    assert conditions["SLAMet"] == ("True", "Met")
+    failed = next(c for c in orders["quality"]["checks"] if c["verdict"] == "Failed")
+    assert (
+        failed["name"] == "currency-allowed-values" and '"currency":"euro"' in failed["sample"][0]
+    )
+    for name, item in by_name.items():
+        cond = {c["type"]: c["status"] for c in item["status"]["conditions"]}
+        assert cond["QualityPassed"] == "True" and item["status"]["phase"] == "Ready", name
+    table = cluster.kubectl("get", "dataproducts", "-n", "sales").stdout
+    assert any(line.startswith("orders ") and "1 failed" in line for line in table.splitlines())
+
     # The pipelines' own roles did the writing: the CronJob's pods got the login Secret.
     cron = json.loads(
         cluster.kubectl("get", "cronjob", "orders-pipeline", "-n", "sales", "-o", "json").stdout

@@ -5,18 +5,23 @@ limit, and a warehouse that is gone is Unknown, never Failed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
+from datamesh.api.constants import API_VERSION
 from datamesh.api.models import DataProduct
 from datamesh.dataplane.quality.plan import PlannedCheck, plan
 from datamesh.dataplane.quality.run import FAILED, PASSED, UNKNOWN, CheckResult, run_checks
 from datamesh.dataplane.warehouse import plan as warehouse_plan
 from datamesh.dataplane.warehouse.postgres import PostgresWarehouse
 from datamesh.dataplane.warehouse.statements import changes
+from datamesh.meshctl.main import main as meshctl
 from localcluster.warehouse import Warehouse
 from tests.support.factories import product
 from tests.support.warehouse import admin, running_warehouse, state
@@ -191,3 +196,40 @@ def test_a_warehouse_that_is_gone_makes_every_check_unknown(warehouse: Warehouse
     assert all("could not be reached" in r.message for r in results)
     # Back: the same checks pass again.
     assert {r.verdict for r in verdicts(warehouse, plan(orders())).values()} == {PASSED}
+
+
+def repo_with(tmp_path: Path, item: DataProduct) -> Path:
+    folder = tmp_path / "repo" / "products" / "sales"
+    folder.mkdir(parents=True)
+    doc = item.model_dump(by_alias=True, exclude_none=True, mode="json")
+    doc = {"apiVersion": API_VERSION, "kind": "DataProduct", **doc}
+    doc["metadata"] = {"name": "orders", "namespace": "sales"}
+    (folder / "orders.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path / "repo"
+
+
+def test_meshctl_test_gives_the_pods_verdicts_with_validates_exit_codes(
+    warehouse: Warehouse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(repo_with(tmp_path, orders()))
+    server = pipeline_dsn(warehouse)
+    load(warehouse, BAD)
+    assert meshctl(["test", "orders", "--server", server, "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    expected = {n: r.verdict for n, r in verdicts(warehouse, plan(orders())).items()}
+    assert {c["name"]: c["verdict"] for c in report["checks"]} == expected
+    load(warehouse, GOOD)
+    assert meshctl(["test", "sales/orders", "--server", server]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED   customer-set (error) = 1" in out and "7 passed, 0 failed" in out
+    assert meshctl(["test", "orders", "--server", server, "--format", "junit"]) == 0
+    assert 'failures="0" errors="0"' in capsys.readouterr().out
+    # The warehouse unreachable: every check could not run, and that fails the run.
+    closed = server.replace(f":{state(warehouse).port}/", ":1/")
+    assert meshctl(["test", "orders", "--server", closed]) == 1
+    assert "7 could not run" in capsys.readouterr().out
+    assert meshctl(["test", "nope", "--server", server]) == 2
+    assert meshctl(["test", "orders", "--server", "host='"]) == 2

@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "governance": {"api", "governance"},
     "dataplane": {"api", "governance", "dataplane"},
     "controller": {"api", "governance", "dataplane", "controller"},
-    "meshctl": {"api", "governance", "meshctl"},
+    "meshctl": {"api", "governance", "dataplane", "meshctl"},
 }
 OPERATOR_ONLY = {"kopf", "kubernetes", "prometheus_client"}
 

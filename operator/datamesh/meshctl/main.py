@@ -1,6 +1,7 @@
 """`meshctl`: the domain teams' tool. Checks pull requests offline with the operator's own
 engine (validate), scaffolds products (new), shows lineage (lineage), writes a static
-catalog (catalog), exports contracts (export) and writes CODEOWNERS (codeowners).
+catalog (catalog), exports contracts (export), writes CODEOWNERS (codeowners) and runs a
+product's quality checks against a warehouse (test).
 
 Exit codes: 0 all good, 1 errors or blocking violations, 2 usage errors, 3 a fault inside
 meshctl itself (the message names a file with the details, to attach to a bug report).
@@ -22,10 +23,11 @@ from datamesh.meshctl import (
     new,
     output,
     repository,
+    test,
     validate,
 )
 
-COMMANDS = (validate, new, lineage, catalog, export, codeowners)
+COMMANDS = (validate, new, lineage, catalog, export, codeowners, test)
 
 
 def parser() -> argparse.ArgumentParser:
