@@ -63,7 +63,7 @@ CHECKS = [
     {
         "name": "euro-share",
         "sql": "SELECT avg((currency = 'EUR')::int) FROM {{ table }}",
-        "threshold": 0.5,
+        "threshold": 0.3,
     },
     {"name": "price-set", "rule": "not_null", "column": "unit_price", "threshold": 0.9},
 ]  # + currency-allowed-values, quantity-range, unit-price-range from the constraints
