@@ -84,7 +84,7 @@ test-unit: venv tools datacontract-cli ## Unit tests only (no cluster; helm rend
 	$(PY) -m pytest tests/unit
 
 .PHONY: test-integration
-test-integration: venv tools ## Integration tests against the local control plane.
+test-integration: venv tools datacontract-cli ## Integration tests against the local control plane (and the warehouse).
 	$(PY) -m pytest tests/integration
 
 .PHONY: test-e2e

@@ -19,7 +19,8 @@ DATACONTRACT_CLI_VERSION=1.2.8
 # `lint` needs the core alone (about 130 MB). Extras such as `postgres`, for running
 # `datacontract test` against the warehouse, bring ibis, pandas and pyarrow (about 500 MB in
 # all): add them here, comma-separated, once something runs those tests.
-DATACONTRACT_CLI_EXTRAS=""
+# postgres: `datacontract test` against the warehouse (the quality checks' parity test).
+DATACONTRACT_CLI_EXTRAS="postgres"
 PIP_VERSION=25.3
 
 SPEC="datacontract-cli${DATACONTRACT_CLI_EXTRAS:+[$DATACONTRACT_CLI_EXTRAS]}==${DATACONTRACT_CLI_VERSION}"

@@ -6,6 +6,8 @@ limit, and a warehouse that is gone is Unknown, never Failed."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ from datamesh.dataplane.quality.run import FAILED, PASSED, UNKNOWN, CheckResult,
 from datamesh.dataplane.warehouse import plan as warehouse_plan
 from datamesh.dataplane.warehouse.postgres import PostgresWarehouse
 from datamesh.dataplane.warehouse.statements import changes
+from datamesh.meshctl import odcs
 from datamesh.meshctl.main import main as meshctl
 from localcluster.warehouse import Warehouse
+from tests.support.datacontract import cli as datacontract_cli
 from tests.support.factories import product
 from tests.support.warehouse import admin, running_warehouse, state
 
@@ -233,3 +237,66 @@ def test_meshctl_test_gives_the_pods_verdicts_with_validates_exit_codes(
     assert "7 could not run" in capsys.readouterr().out
     assert meshctl(["test", "nope", "--server", server]) == 2
     assert meshctl(["test", "orders", "--server", "host='"]) == 2
+
+
+# Which of datacontract-cli's checks stand for each of ours, by the end of its check key
+# (``<table>__<column>__<kind>``): every check of the product is listed, so a new one
+# cannot slip past the comparison.
+THEIRS = {
+    "customer-set": ["__customer_id__field_null_values"],
+    "customer-once": ["__customer_id__field_duplicate_values"],
+    "enough-rows": ["__row_count"],
+    "fresh": ["__ordered_at__servicelevel_freshness"],
+    "mostly-euro": ["__quality_sql_1"],
+    "currency-allowed-values": ["__currency__field_invalid_values"],
+    "quantity-range": ["__quantity__field_minimum", "__quantity__field_maximum"],
+}
+# Theirs to ours: a warning is a failed check of severity warning; an error could not run.
+VERDICTS = {"passed": PASSED, "failed": FAILED, "warning": FAILED, "error": UNKNOWN}
+
+
+def datacontract_verdicts(server: Warehouse, tmp_path: Path) -> dict[str, str]:
+    """`datacontract test` on the product's ODCS export, against the same table as the
+    same role; one verdict per check of ours (failed if any of its checks failed)."""
+    address = {"host": "127.0.0.1", "port": state(server).port, "database": "warehouse"}
+    contract = tmp_path / "orders.odcs.yaml"
+    contract.write_text(yaml.safe_dump(odcs.to_odcs(orders(), address), sort_keys=False))
+    results = tmp_path / "results.json"
+    env = {
+        **os.environ,
+        "DATACONTRACT_POSTGRES_USERNAME": "dmp_sales__orders",
+        "DATACONTRACT_POSTGRES_PASSWORD": "pipeline-password",
+    }
+    subprocess.run(
+        [
+            str(datacontract_cli()),
+            "test",
+            str(contract),
+            "--output-format",
+            "json",
+            "--output",
+            str(results),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    checks = json.loads(results.read_text())["checks"]
+    out = {}
+    for ours, keys in THEIRS.items():
+        found = [VERDICTS[c["result"]] for c in checks if c["key"].endswith(tuple(keys))]
+        assert len(found) == len(keys), (ours, [c["key"] for c in checks])
+        out[ours] = FAILED if FAILED in found else UNKNOWN if UNKNOWN in found else PASSED
+    return out
+
+
+@pytest.mark.parametrize("rows", [BAD, GOOD], ids=["bad-data", "good-data"])
+def test_datacontract_test_on_the_export_gives_the_same_verdicts(
+    warehouse: Warehouse, tmp_path: Path, rows: list[tuple[Any, ...]]
+) -> None:
+    load(warehouse, rows)
+    ours = {n: r.verdict for n, r in verdicts(warehouse, plan(orders())).items()}
+    assert set(ours) == set(THEIRS)
+    assert datacontract_verdicts(warehouse, tmp_path) == ours

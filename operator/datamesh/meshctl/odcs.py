@@ -5,10 +5,11 @@ no warning, and every rule it can run, `datacontract test` runs. Pure.
 Output ports become ODCS servers, one per port and named after it, since a warehouse table,
 a topic, an API and a file are reached in different ways:
 
-- table, view: a ``postgres`` server; the warehouse is PostgreSQL. The location is
-  ``[database.]schema.table``; a bare ``table`` is in the schema named after the domain.
-  Host, port and database follow one convention, the ``WAREHOUSE_*`` constants (the
-  planned in-cluster Service): placeholders until the warehouse runs, kept in one place.
+- table: a ``postgres`` server on the table the platform provisions for it (the domain's
+  schema, ``<product>__<port>_v<major>``), with PostgreSQL column types, so that
+  ``datacontract test`` runs against the real table. Host, port and database are the
+  ``--server`` given to ``meshctl export`` (placeholders, the ``WAREHOUSE_*`` constants,
+  without one). A view port's location is ``[database.]schema.view``.
 - topic: a ``kafka`` server on ``EVENT_BUS_HOST`` (a placeholder likewise). ODCS servers
   have no topic field, so the topic is the server's ``topic`` custom property.
 - api: an ``api`` server whose location is the port's URL.
@@ -47,6 +48,10 @@ from datamesh.api.models import (
     QualityCheck,
     SchemaField,
 )
+from datamesh.dataplane.warehouse.types import postgres_type
+from datamesh.governance.breaking_changes import semver
+from datamesh.governance.quality_sql import TABLE_PLACEHOLDER
+from datamesh.governance.warehouse_names import WarehouseNameError, WarehouseNames
 
 ODCS_VERSION = "v3.1.0"
 
@@ -100,8 +105,16 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def _warehouse_address(spec: DataProductSpec, port: OutputPort) -> tuple[str, str, str]:
-    """(database, schema, table) of a table or view port."""
+def _warehouse_address(
+    spec: DataProductSpec, port: OutputPort, name: str = ""
+) -> tuple[str, str, str]:
+    """(database, schema, table) of a table or view port: a table port's as provisioned."""
+    if port.type == PortType.TABLE and name:
+        names = WarehouseNames(spec.domain, name)
+        try:
+            return WAREHOUSE_DATABASE, names.schema, names.table(port.name, semver(spec.version)[0])
+        except WarehouseNameError:
+            pass  # validate reports it; the export keeps the port's own location
     parts = port.location.split(".")
     table = parts[-1]
     schema = parts[-2] if len(parts) > 1 else _sql_name(spec.domain)
@@ -109,14 +122,14 @@ def _warehouse_address(spec: DataProductSpec, port: OutputPort) -> tuple[str, st
     return database, schema, table
 
 
-def _server(spec: DataProductSpec, port: OutputPort) -> dict[str, Any]:
+def _server(spec: DataProductSpec, port: OutputPort, name: str) -> dict[str, Any]:
     out: dict[str, Any] = {"server": port.name}
     if port.description:
         out["description"] = port.description
     fmt = str(spec.schema_.format)
     location = port.location
     if port.type in _WAREHOUSE_PORTS:
-        database, schema, _ = _warehouse_address(spec, port)
+        database, schema, _ = _warehouse_address(spec, port, name)
         out.update(
             type="postgres",
             host=WAREHOUSE_HOST,
@@ -150,13 +163,14 @@ def _freshness_column(spec: DataProductSpec) -> str | None:
     return stamps[0].name if stamps else None
 
 
-def _property(field: SchemaField, position: int | None) -> dict[str, Any]:
+def _property(field: SchemaField, position: int | None, in_warehouse: bool) -> dict[str, Any]:
     logical = _LOGICAL[FieldType(field.type)]
     out: dict[str, Any] = {
         "id": _stable_id(field.name),
         "name": field.name,
         "logicalType": logical,
-        "physicalType": str(field.type),
+        # The column type the warehouse gives it, where the product has a table.
+        "physicalType": postgres_type(FieldType(field.type)) if in_warehouse else str(field.type),
         "required": not field.nullable,
     }
     if field.description:
@@ -257,8 +271,7 @@ def _rule(
     if rule == BuiltinCheck.UNIQUE and check.column is None and threshold >= 1:
         keys = [f.name for f in spec.schema_.fields if f.primary_key]
         arguments = {"properties": keys or [f.name for f in spec.schema_.fields]}
-        bounds = {"arguments": arguments, "mustBe": 0}
-        return _library(taken, None, "duplicateValues", bounds, None)
+        return _library(taken, None, "duplicateValues", {"arguments": arguments, "mustBe": 0}, None)
     if rule == BuiltinCheck.ACCEPTED_VALUES and c and c.allowed_values:
         # Not invalidValues: the allowed values are that rule already (see _library).
         values = ", ".join(_literal(v) for v in c.allowed_values)
@@ -271,8 +284,17 @@ def _rule(
         ]
         return True, _share(f"${{column}} IS NULL OR ({' AND '.join(bounds_sql)})", threshold)
     if rule == BuiltinCheck.ROW_COUNT:
-        instead = {"type": "sql", "query": "SELECT COUNT(*) FROM ${table}", "mustBeGreaterThan": 0}
-        return _library(taken, None, "rowCount", {"mustBeGreaterThan": 0}, instead)
+        low, high = check.minimum, check.maximum
+        if low is None and high is None:
+            bounds: dict[str, Any] = {"mustBeGreaterThan": 0}
+        elif high is None:
+            bounds = {"mustBeGreaterOrEqualTo": _number(low or 0)}
+        elif low is None:
+            bounds = {"mustBeLessOrEqualTo": _number(high)}
+        else:
+            bounds = {"mustBeBetween": [_number(low), _number(high)]}
+        instead = {"type": "sql", "query": "SELECT COUNT(*) FROM ${table}", **bounds}
+        return _library(taken, None, "rowCount", bounds, instead)
     return None
 
 
@@ -322,7 +344,17 @@ def _quality(
         "severity": str(check.severity),
     }
     if check.sql:
-        out.update(type="sql", query=check.sql, mustBeGreaterOrEqualTo=check.threshold)
+        # datacontract-cli's placeholder for the table is ${table}.
+        query = TABLE_PLACEHOLDER.sub("${table}", check.sql.strip().rstrip(";"))
+        out.update(type="sql", query=query)
+        if check.minimum is None and check.maximum is None:
+            out["mustBeGreaterOrEqualTo"] = check.threshold
+        elif check.maximum is None:
+            out["mustBeGreaterOrEqualTo"] = check.minimum
+        elif check.minimum is None:
+            out["mustBeLessOrEqualTo"] = check.maximum
+        else:
+            out["mustBeBetween"] = [check.minimum, check.maximum]
         return None, out
     rule = str(check.rule)
     out["dimension"] = _DIMENSION.get(rule, "accuracy")
@@ -366,7 +398,7 @@ def _sla(spec: DataProductSpec, element: str | None) -> list[dict[str, Any]]:
     return sla
 
 
-def to_odcs(product: DataProduct) -> dict[str, Any]:
+def to_odcs(product: DataProduct, server: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ODCS document: fundamentals from the product's metadata and owner, a server per
     output port, one schema object whose properties are the schema's fields with logical
     types, primary-key positions and their columns' rules, quality rules from the declared
@@ -374,8 +406,10 @@ def to_odcs(product: DataProduct) -> dict[str, Any]:
     spec = product.spec
     name = _sql_name(product.metadata.name)
     keys = [f for f in spec.schema_.fields if f.primary_key]
+    in_warehouse = any(p.type == PortType.TABLE for p in spec.output_ports)
     properties = [
-        _property(f, keys.index(f) + 1 if f in keys else None) for f in spec.schema_.fields
+        _property(f, keys.index(f) + 1 if f in keys else None, in_warehouse)
+        for f in spec.schema_.fields
     ]
     by_column = {p["name"]: p for p in properties}
     column = _freshness_column(spec) if spec.sla is not None else None
@@ -395,7 +429,9 @@ def to_odcs(product: DataProduct) -> dict[str, Any]:
     schema_object: dict[str, Any] = {"id": _stable_id(product.metadata.name), "name": name}
     warehouse = next((p for p in spec.output_ports if p.type in _WAREHOUSE_PORTS), None)
     if warehouse is not None:
-        schema_object["physicalName"] = _warehouse_address(spec, warehouse)[2]
+        schema_object["physicalName"] = _warehouse_address(spec, warehouse, product.metadata.name)[
+            2
+        ]
     schema_object["logicalType"] = "object"
     if spec.output_ports:
         schema_object["physicalType"] = str((warehouse or spec.output_ports[0]).type)
@@ -424,7 +460,10 @@ def to_odcs(product: DataProduct) -> dict[str, Any]:
         "tags": list(spec.tags),
     }
     if spec.output_ports:
-        document["servers"] = [_server(spec, p) for p in spec.output_ports]
+        document["servers"] = [_server(spec, p, product.metadata.name) for p in spec.output_ports]
+        for entry in document["servers"]:
+            if server and entry.get("type") == "postgres":
+                entry.update(server)
     document.update(
         {
             "schema": [schema_object],

@@ -86,7 +86,7 @@ def test_a_topic_port_is_a_kafka_server_and_never_a_physical_name() -> None:
     assert topic not in json.dumps(doc["schema"])
 
 
-def test_a_table_port_is_a_postgres_server_whose_table_is_the_physical_name() -> None:
+def test_a_table_port_is_a_postgres_server_on_the_provisioned_table() -> None:
     product = factories.product(
         outputPorts=[
             {"name": "events", "type": "topic", "location": "sales.orders.changes"},
@@ -106,10 +106,16 @@ def test_a_table_port_is_a_postgres_server_whose_table_is_the_physical_name() ->
         "location": "https://api.example.com/orders",
     }
     schema = doc["schema"][0]
-    assert schema["physicalName"] == "orders_v1" and schema["physicalType"] == "table"
+    # The table the platform provisions, with the column types it gives them.
+    assert schema["physicalName"] == "orders__warehouse_v1" and schema["physicalType"] == "table"
+    types = {p["name"]: p["physicalType"] for p in schema["properties"]}
+    assert types == {"order_id": "text", "amount": "numeric"}
+    with_server = odcs.to_odcs(product, {"host": "10.0.0.5", "port": 6543, "database": "w"})
+    server = next(s for s in with_server["servers"] if s["server"] == "warehouse")
+    assert (server["host"], server["port"], server["database"]) == ("10.0.0.5", 6543, "w")
 
 
-def test_a_bare_table_is_in_the_domains_schema() -> None:
+def test_a_table_is_in_the_domains_schema() -> None:
     product = factories.product(
         name="customer-360",
         namespace="product-analytics",
@@ -118,7 +124,7 @@ def test_a_bare_table_is_in_the_domains_schema() -> None:
     )
     doc = _valid(odcs.to_odcs(product))
     assert doc["servers"][0]["schema"] == "product_analytics"
-    assert doc["schema"][0]["physicalName"] == "customer_360"
+    assert doc["schema"][0]["physicalName"] == "customer_360__warehouse_v1"
 
 
 def test_file_ports_are_file_servers() -> None:

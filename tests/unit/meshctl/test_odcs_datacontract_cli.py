@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,13 +18,10 @@ import yaml
 
 from datamesh.api.models import DataProduct
 from datamesh.meshctl import odcs
-from tests.support import ROOT, factories
+from tests.support import factories
+from tests.support.datacontract import cli as _cli
 from tests.support.factories import live_documents
 
-INSTALLER = ROOT / "hack" / "install-datacontract-cli.sh"
-_PINNED = re.search(r"^DATACONTRACT_CLI_VERSION=(\S+)$", INSTALLER.read_text(), re.MULTILINE)
-assert _PINNED, f"{INSTALLER} sets no DATACONTRACT_CLI_VERSION"
-VERSION = _PINNED.group(1)
 PRODUCTS = [d.obj for d in live_documents() if isinstance(d.obj, DataProduct)]
 
 # Every kind of output port and of quality check, so that each mapping meets the client.
@@ -65,25 +60,6 @@ EVERY_KIND = factories.product(
         {"name": "share", "sql": "SELECT 1.0", "threshold": 0.9},
     ],
 )
-
-
-def _cli() -> Path:
-    """The pinned datacontract executable: $DATACONTRACT_CLI, else the tool cache's."""
-    cache = Path(os.environ.get("DATAMESH_CACHE") or ROOT / ".cache")
-    default = cache / f"datacontract-cli-{VERSION}" / "bin" / "datacontract"
-    cli = Path(os.environ.get("DATACONTRACT_CLI") or default)
-    how = (
-        f"Install it with `bash hack/install-datacontract-cli.sh` (as `make test` does), "
-        f"or point DATACONTRACT_CLI at a datacontract {VERSION} executable."
-    )
-    if not cli.is_file():
-        pytest.fail(f"datacontract-cli {VERSION} is not installed at {cli}. {how}", pytrace=False)
-    found = subprocess.run(
-        [str(cli), "--version"], capture_output=True, text=True, timeout=120, check=False
-    ).stdout.strip()
-    if found != VERSION:
-        pytest.fail(f"{cli} is datacontract-cli {found!r}, not {VERSION}. {how}", pytrace=False)
-    return cli
 
 
 @dataclass(frozen=True)
