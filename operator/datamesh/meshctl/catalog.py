@@ -3,7 +3,9 @@ no server. ``render`` is pure; ``run`` validates the repository and writes the p
 
 Search filters by name, domain, tag and description as you type; each product shows its
 contract, owner, SLA and compliance; the lineage graph is an inline SVG laid out by
-depth (sources on the left).
+depth (sources on the left). Given the cluster's view (``--status``, what ``kubectl get
+dataproducts -A -o json`` prints), each product also shows its phase, its latest quality
+verdicts with the failing checks, and its measured SLA.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import datetime as dt
 import html
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,7 +83,43 @@ def lineage_svg(graph: Graph) -> str:
     return "".join(parts)
 
 
-def _product_section(product: DataProduct, evaluation: Evaluation | None, graph: Graph) -> str:
+def _live(status: Mapping[str, Any] | None) -> str:
+    """The product's phase, quality and measured SLA, as the cluster reported them."""
+    if not status:
+        return ""
+    e = html.escape
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    parts = [f'<p class="live"><b>Phase</b> {e(str(status.get("phase", "unknown")))}']
+    quality = status.get("quality") or {}
+    if quality:
+        parts.append(
+            f" · <b>Quality</b> {e(str(quality.get('summary', '')))} "
+            f"<small>(checked {e(str(quality.get('lastRun', '?')))})</small>"
+        )
+    sla = conditions.get("SLAMet")
+    if sla:
+        parts.append(f" · <b>SLA</b> {e(str(sla.get('reason')))}: {e(str(sla.get('message')))}")
+    parts.append("</p>")
+    failing = [c for c in quality.get("checks") or [] if c.get("verdict") != "Passed"]
+    if failing:
+        items = "".join(
+            f'<li class="check-{e(str(c.get("verdict", "")).lower())}">{e(str(c.get("name")))} '
+            f"({e(str(c.get('severity')))}): {e(str(c.get('verdict')))}, "
+            f"{e(str(c.get('message') or ''))}"
+            + "".join(f"<br><code>{e(str(row))}</code>" for row in c.get("sample") or [])
+            + "</li>"
+            for c in failing
+        )
+        parts.append(f'<ul class="checks">{items}</ul>')
+    return "".join(parts)
+
+
+def _product_section(
+    product: DataProduct,
+    evaluation: Evaluation | None,
+    graph: Graph,
+    status: Mapping[str, Any] | None = None,
+) -> str:
     spec = product.spec
     e = html.escape
     anchor = e(product.ref.replace("/", "-"))
@@ -114,6 +153,7 @@ def _product_section(product: DataProduct, evaluation: Evaluation | None, graph:
         f"{e(spec.owner.channel or '')}</p>"
         f"<p><b>SLA</b> {sla_text}</p>"
         f'<p class="compliance"><b>Compliance</b> {e(verdict)}</p>'
+        f"{_live(status)}"
         f"<p><b>Upstream</b> {ups} · <b>Downstream</b> {downs}</p>"
         f"<p><b>Tags</b> {e(', '.join(spec.tags)) or 'none'}</p>"
         "<table><tr><th>field</th><th>type</th><th>key</th><th>nullable</th><th>pii</th>"
@@ -149,12 +189,18 @@ small{color:#666;font-weight:normal}
 
 
 def render(
-    products: Sequence[DataProduct], evaluations: Mapping[str, Evaluation] | None = None
+    products: Sequence[DataProduct],
+    evaluations: Mapping[str, Evaluation] | None = None,
+    statuses: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """The catalog page for these products (evaluations keyed by ``domain/name``)."""
+    """The catalog page for these products (evaluations and the cluster's statuses keyed
+    by ``domain/name``)."""
     graph = Graph.of(products)
     ordered = sorted(products, key=lambda p: p.ref)
-    sections = "".join(_product_section(p, (evaluations or {}).get(p.ref), graph) for p in ordered)
+    sections = "".join(
+        _product_section(p, (evaluations or {}).get(p.ref), graph, (statuses or {}).get(p.ref))
+        for p in ordered
+    )
     index = json.dumps([p.ref for p in ordered])
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -169,9 +215,31 @@ def render(
     )
 
 
+def read_statuses(source: str) -> dict[str, Mapping[str, Any]]:
+    """``domain/name`` -> status, from a DataProduct list as kubectl prints it."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        items = json.loads(text)["items"]
+        return {
+            f"{i['spec']['domain']}/{i['metadata']['name']}": i.get("status") or {} for i in items
+        }
+    except OSError as exc:
+        raise repository.UsageError(f"--status {source}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise repository.UsageError(
+            f"--status {source}: not a DataProduct list (write it with "
+            "`kubectl get dataproducts -A -o json`)"
+        ) from None
+
+
 def register(sub: Any) -> None:
     cat = sub.add_parser("catalog", help="write a static HTML catalog of the mesh")
     cat.add_argument("--out", required=True, help="folder for index.html")
+    cat.add_argument(
+        "--status",
+        help="the cluster's view: a file with the output of `kubectl get dataproducts -A -o "
+        "json` (`-` reads standard input); adds each product's phase, quality and SLA",
+    )
     repository.add_platform_namespace(cat)
     cat.set_defaults(func=run)
 
@@ -188,8 +256,9 @@ def run(args: argparse.Namespace) -> int:
         for r in report.products
         if r.product is not None
     }
+    statuses = read_statuses(args.status) if args.status else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(render(products, evaluations), encoding="utf-8")
+    (out / "index.html").write_text(render(products, evaluations, statuses), encoding="utf-8")
     print(f"wrote {out / 'index.html'} ({len(products)} products)")
     return 0

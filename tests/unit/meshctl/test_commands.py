@@ -332,3 +332,58 @@ def test_a_quality_check_that_writes_is_an_error_on_its_query(
     errors = [line for line in out.splitlines() if "orders.yaml" in line and "error" in line]
     assert len(errors) == 1, out
     assert "spec.qualityChecks[3].sql" in errors[0] and message in errors[0]
+
+
+STATUSES = {
+    "items": [
+        {
+            "metadata": {"name": "orders", "namespace": "sales"},
+            "spec": {"domain": "sales"},
+            "status": {
+                "phase": "Degraded",
+                "quality": {
+                    "summary": "1 failed",
+                    "lastRun": "2026-12-06T05:00:00Z",
+                    "checks": [
+                        {"name": "key-unique", "severity": "critical", "verdict": "Passed"},
+                        {
+                            "name": "currency-allowed-values",
+                            "severity": "error",
+                            "verdict": "Failed",
+                            "message": "measured 0.99975, expected >= 1",
+                            "sample": ['{"currency":"euro","order_id":"O000100"}'],
+                        },
+                    ],
+                },
+                "conditions": [
+                    {"type": "SLAMet", "status": "True", "reason": "Met", "message": "within 15m"}
+                ],
+            },
+        }
+    ]
+}
+
+
+def test_the_catalog_shows_the_clusters_latest_verdicts(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(STATUSES))
+    assert run(capsys, "catalog", "--out", str(tmp_path / "site"), "--status", str(status))[0] == 0
+    page = (tmp_path / "site" / "index.html").read_text()
+    section = page[page.index('id="sales-orders"') :].split("</section>")[0]
+    assert "<b>Phase</b> Degraded" in section and "<b>Quality</b> 1 failed" in section
+    assert "currency-allowed-values (error): Failed" in section and "euro" in section
+    assert "key-unique" not in section  # passing checks are not listed
+    assert "<b>SLA</b> Met" in section
+    other = page[page.index('id="sales-customers"') :].split("</section>")[0]
+    assert "<b>Phase</b>" not in other  # the cluster said nothing of it
+
+
+def test_a_status_file_that_is_not_a_product_list_is_a_usage_error(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "status.json"
+    bad.write_text('{"kind": "Pod"}')
+    code, _, err = run(capsys, "catalog", "--out", str(tmp_path / "site"), "--status", str(bad))
+    assert code == 2 and "not a DataProduct list" in err and str(bad) in err
