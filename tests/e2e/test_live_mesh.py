@@ -137,7 +137,11 @@ def test_every_live_pipeline_pod_fills_its_table_from_its_upstreams(
         )
         return items if done else None
 
+    finished = time.monotonic()
     items = wait_for(reported, timeout=120, what="every product's quality report in its status")
+    # For the record: from the last run's Job complete (as kubectl wait saw it) to every
+    # verdict on its product.
+    print(f"verdicts on the products {time.monotonic() - finished:.1f} s after the last run")
     by_name = {i["metadata"]["name"]: i for i in items}
     orders = by_name.pop("orders")["status"]
     conditions = {c["type"]: (c["status"], c["reason"]) for c in orders["conditions"]}
@@ -186,6 +190,72 @@ def checksum(warehouse: Warehouse, table: str) -> tuple[Any, ...]:
         warehouse,
         f"SELECT count(*), md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} AS t",
     )[0]
+
+
+def sla_met(cluster: Cluster, namespace: str, name: str) -> tuple[str, str] | None:
+    item = json.loads(
+        cluster.kubectl("get", "dataproduct", name, "-n", namespace, "-o", "json").stdout
+    )
+    for c in item.get("status", {}).get("conditions") or []:
+        if c["type"] == "SLAMet":
+            return c["status"], c["reason"]
+    return None
+
+
+def test_a_pipeline_that_stops_breaks_the_sla_after_its_target_and_a_good_run_heals_it(
+    mesh: tuple[Cluster, Warehouse],
+) -> None:
+    """A 45 s freshness target: met after a run, broken once the target has passed with
+    no new run (the operator's resync notices, every 30 s here), met again after one."""
+    cluster, _ = mesh
+    doc = product_dict(
+        outputPorts=[{"name": "rows", "type": "table", "location": "rows"}],
+        schema={
+            "format": "parquet",
+            "fields": [
+                {
+                    "name": "tick",
+                    "type": "integer",
+                    "primaryKey": True,
+                    "nullable": False,
+                    "description": "A tick.",
+                }
+            ],
+        },
+        sla={"freshness": "45s", "availability": 99.5},
+        pipeline={
+            "schedule": "0 0 1 1 *",
+            "image": localcluster.image_names()["pipeline"],
+            "command": ["datamesh-sql"],
+            "sql": "SELECT tick FROM generate_series(1, 10) AS tick",
+        },
+    )
+    doc["metadata"].update(name="ticker", namespace="sales", labels={})
+    doc["spec"]["domain"] = "sales"
+    cluster.kubectl("apply", "-f", "-", input=dump(doc))
+    wait_for(
+        lambda: sla_met(cluster, "sales", "ticker") == ("Unknown", "NoSuccessfulRun"),
+        timeout=60,
+        what="the product provisioned, with no run yet",
+    )
+    run_job(cluster, "sales", "ticker", "ticker-1")
+    wait_jobs(cluster, [("sales", "ticker-1")])
+    wait_for(lambda: sla_met(cluster, "sales", "ticker") == ("True", "Met"), 60, "SLA met")
+    # No new run: the target passes.
+    wait_for(
+        lambda: sla_met(cluster, "sales", "ticker") == ("False", "Stale"),
+        timeout=150,
+        what="the SLA broken once 45 s passed without a run",
+    )
+    run_job(cluster, "sales", "ticker", "ticker-2")
+    wait_jobs(cluster, [("sales", "ticker-2")])
+    wait_for(lambda: sla_met(cluster, "sales", "ticker") == ("True", "Met"), 60, "SLA met again")
+    # Each move of the SLA was an Event on the product.
+    events = cluster.kubectl(
+        "get", "events", "-n", "sales", "--field-selector", "involvedObject.name=ticker",
+        "-o", "jsonpath={.items[*].reason}",
+    ).stdout.split()  # fmt: skip
+    assert "Stale" in events and "SLAMet" in events
 
 
 def test_a_major_version_gets_a_new_table_beside_the_old_one_whose_rows_stay(

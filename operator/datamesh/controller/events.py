@@ -35,6 +35,19 @@ class EventRecorder:
         message = f"phase {old_phase or 'none'} -> {new_phase}: {ready.get('message', '')}"
         self.post(entry, kind, str(new_phase), message)
 
+    def measures_changed(
+        self, entry: ProductEntry, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        """An Event when the quality verdict or the SLA moved (even with the phase
+        unchanged: a warning check, an SLA broken on a Ready product)."""
+        for type_, good in (("QualityPassed", "QualityPassed"), ("SLAMet", "SLAMet")):
+            before, after = _condition(old, type_), _condition(new, type_)
+            if not after or (before or {}).get("status") == after.get("status"):
+                continue
+            ok = after.get("status") == "True"
+            reason = good if ok else str(after.get("reason") or type_)
+            self.post(entry, "Normal" if ok else "Warning", reason, str(after.get("message", "")))
+
     def post(self, entry: ProductEntry, kind: str, reason: str, message: str) -> None:
         stamp = status.timestamp(self.clock())
         event = {
@@ -62,3 +75,7 @@ class EventRecorder:
             log.warning(
                 "could not post event on %s/%s: %s", entry.namespace, entry.name, api_message(exc)
             )
+
+
+def _condition(st: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in st.get("conditions") or [] if c.get("type") == type_), None)

@@ -245,6 +245,7 @@ class ProductReconciler:
                     raise
                 return False  # deleted while this reconcile ran: nothing left to report on
             self.events.phase_changed(entry, old, new)
+            self.events.measures_changed(entry, old, new)
         text = json.dumps(new, separators=(",", ":"))
         with self._locks_guard:
             self._written[entry.uid] = (new.get("observedGeneration"), text)
