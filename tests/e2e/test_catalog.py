@@ -112,6 +112,6 @@ def test_lineage_graph_is_rendered(page: object) -> None:
     nodes = driver.find_elements(By.CSS_SELECTOR, "#lineage g.node")  # type: ignore[attr-defined]
     edges = driver.find_elements(By.CSS_SELECTOR, "#lineage path.edge")  # type: ignore[attr-defined]
     assert len(nodes) == 12
-    assert len(edges) == 14
+    assert len(edges) == 15
     refs = {n.get_attribute("data-ref") for n in nodes}
     assert "product-analytics/customer-360" in refs

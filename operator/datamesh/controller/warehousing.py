@@ -13,10 +13,12 @@ once.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import psycopg
@@ -44,7 +46,10 @@ def plan_digest(desired: ProductWarehouse, connection: WarehouseConnection) -> s
     """Changes with anything the warehouse or the pipeline's credentials hold: the plan,
     the warehouse, and the pipeline's password (so rotating the key is provisioned)."""
     password = hashlib.sha256(connection.password(desired.pipeline_role).encode()).hexdigest()
-    text = f"{connection.name}\n{desired!r}\n{password}"
+    # Canonical JSON, never repr: a set's repr order changes with each process's hash
+    # seed, and a digest that moved at every restart would send everything again.
+    canonical = json.dumps(asdict(desired), sort_keys=True, default=sorted)
+    text = f"{connection.name}\n{canonical}\n{password}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

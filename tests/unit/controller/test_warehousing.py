@@ -8,6 +8,7 @@ one is made."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, cast
 
 import localcluster
@@ -138,3 +139,32 @@ def test_the_digest_follows_the_plan_the_warehouse_and_the_key() -> None:
     assert plan_digest(desired, a) != plan_digest(desired, connection(key=b"r" * 32))
     readers = plan(orders(access={"readers": {"domains": ["finance"]}}))
     assert plan_digest(desired, a) != plan_digest(readers, a)
+
+
+def test_the_digest_is_the_same_in_every_process() -> None:
+    """Sets print in an order that depends on each process's hash seed: the digest of a
+    product with several readers must not move with it (a restart would resend all)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from datamesh.controller.warehouses import WarehouseConnection as C\n"
+        "from datamesh.controller.warehousing import plan_digest\n"
+        "from datamesh.dataplane.warehouse.plan import Consumer, plan\n"
+        "from tests.support.factories import product\n"
+        "p = product(outputPorts=[{'name': 'o', 'type': 'table', 'location': 'o'}],\n"
+        "            access={'readers': {'domains': ['finance', 'marketing', 'hr']}})\n"
+        "c = C('main', 'host=x dbname=y', b'k' * 32, 'x', '5432', 'y')\n"
+        "print(plan_digest(plan(p, [Consumer('a', 'b'), Consumer('c', 'd')]), c))\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(digests) == 1, digests
