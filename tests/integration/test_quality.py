@@ -300,3 +300,21 @@ def test_datacontract_test_on_the_export_gives_the_same_verdicts(
     ours = {n: r.verdict for n, r in verdicts(warehouse, plan(orders())).items()}
     assert set(ours) == set(THEIRS)
     assert datacontract_verdicts(warehouse, tmp_path) == ours
+
+
+def test_a_second_statement_past_the_scan_cannot_end_the_read_only_transaction(
+    warehouse: Warehouse,
+) -> None:
+    """A query that hid a COMMIT from the scan (e.g. in an E'' string) still runs as one
+    prepared statement: the server refuses it whole, and nothing is dropped."""
+    load(warehouse, GOOD)
+    escape = PlannedCheck(
+        name="escape",
+        rule="sql",
+        severity="error",
+        metric="SELECT 1; COMMIT; DROP TABLE sales.orders__orders_v1; SELECT 1",
+        threshold=1.0,
+    )
+    (result,) = verdicts(warehouse, [escape]).values()
+    assert result.verdict == UNKNOWN and "multiple commands" in result.message
+    assert admin(warehouse, "SELECT count(*) FROM sales.orders__orders_v1") == [(3,)]

@@ -239,6 +239,10 @@ class WarehouseProvisioner:
         if connection is None:
             return "no warehouse"
         names = WarehouseNames(product.spec.domain, product.metadata.name)
+        try:
+            names.pipeline_role  # noqa: B018  (raises for a name the warehouse refused)
+        except WarehouseNameError:
+            return "no tables (its names never fitted the warehouse)"
         if product.spec.deletion_policy != DeletionPolicy.DELETE:
             return f"retained its tables in warehouse {connection.name}"
         dropped = self.engines[connection.name].drop_product(

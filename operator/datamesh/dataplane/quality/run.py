@@ -70,7 +70,9 @@ def run_checks(
                 conn.execute(
                     sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
                 )
-                row = conn.execute(check.metric.encode()).fetchone()
+                # Prepared: the extended protocol takes one statement, so a query that
+                # slipped a second one past the scan (a COMMIT) fails instead.
+                row = conn.execute(check.metric.encode(), prepare=True).fetchone()
                 value = row[0] if row else None
                 if value is None:
                     result.message = "the query returned no value"
@@ -79,7 +81,7 @@ def run_checks(
                 ok = check.passes(result.value)
                 result.verdict = PASSED if ok else FAILED
                 if not ok and check.sample is not None:
-                    cur = conn.execute(check.sample.encode())
+                    cur = conn.execute(check.sample.encode(), prepare=True)
                     names = [d.name for d in cur.description or []]
                     result.sample = [
                         {n: _plain(v) for n, v in zip(names, r, strict=True)}
