@@ -118,6 +118,22 @@ def _field(product: DataProduct, name: str | None) -> SchemaField | None:
     return next((f for f in product.spec.schema_.fields if f.name == name), None)
 
 
+def _set_values_pass(
+    product: DataProduct, check: QualityCheck, table: str, passing: str, base: dict[str, Any]
+) -> PlannedCheck:
+    """A rule on the values that are set: the share of them meeting ``passing``, and the
+    rows that do not as the sample."""
+    assert check.column is not None
+    col = ident(check.column)
+    return PlannedCheck(
+        rule=str(check.rule),
+        metric=_share(table, passing, f"{col} IS NOT NULL"),
+        sample=_rows(product, table, f"{col} IS NOT NULL AND NOT ({passing})", check.column),
+        threshold=check.threshold,
+        **base,
+    )
+
+
 def plan_check(product: DataProduct, check: QualityCheck, table: str) -> PlannedCheck:
     base: dict[str, Any] = {"name": check.name, "severity": str(check.severity)}
     if check.sql is not None:
@@ -189,13 +205,7 @@ def plan_check(product: DataProduct, check: QualityCheck, table: str) -> Planned
                 **base,
             )
         inside = f"{col} IN ({', '.join(literal(v) for v in allowed)})"
-        return PlannedCheck(
-            rule=rule,
-            metric=_share(table, inside, f"{col} IS NOT NULL"),
-            sample=_rows(product, table, f"{col} IS NOT NULL AND NOT ({inside})", column),
-            threshold=check.threshold,
-            **base,
-        )
+        return _set_values_pass(product, check, table, inside, base)
     if rule == BuiltinCheck.RANGE:
         constraints = field.constraints if field else None
         low = constraints.minimum if constraints else None
@@ -209,14 +219,7 @@ def plan_check(product: DataProduct, check: QualityCheck, table: str) -> Planned
             )
         tests = [f"{col} >= {literal(low)}" if low is not None else "true"]
         tests.append(f"{col} <= {literal(high)}" if high is not None else "true")
-        inside = " AND ".join(tests)
-        return PlannedCheck(
-            rule=rule,
-            metric=_share(table, inside, f"{col} IS NOT NULL"),
-            sample=_rows(product, table, f"{col} IS NOT NULL AND NOT ({inside})", column),
-            threshold=check.threshold,
-            **base,
-        )
+        return _set_values_pass(product, check, table, " AND ".join(tests), base)
     if rule == BuiltinCheck.ROW_COUNT:
         low = check.minimum if check.minimum is not None or check.maximum is not None else 1
         return PlannedCheck(
